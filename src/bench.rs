@@ -1,0 +1,108 @@
+//! `shopnet bench`: times training epochs of a net on a fixed workload.
+//!
+//! Each timed epoch is what `shopnet train` does per epoch minus evaluation: forward,
+//! backward, optimiser step, and reading the loss back (which waits for the device).
+//! `scripts/bench_graph_torch.py` times the same nets in PyTorch + PyG for the ratio.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{ModelKind, TrainConfig};
+use crate::data::Split;
+use crate::data::graph::{Graph, GraphDataConfig, SparseFeatures};
+use crate::models::gat::{Gat, GatConfig};
+use crate::models::gcn::{Gcn, GcnConfig};
+use crate::models::random::HostRng;
+use crate::tasks::node_classification::{GraphNet, NodeClassification};
+use crate::train::{Task, optim};
+
+/// A random graph for scale benchmarks: `edges` directed edges drawn uniformly, dense
+/// features, 8 classes, 10 % of nodes in the train split.
+pub fn synthetic_graph(nodes: usize, edges: usize, features: usize, seed: u64) -> Graph {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let classes = 8u32;
+    let mut sparse = SparseFeatures {
+        rows: Vec::with_capacity(nodes * features),
+        cols: Vec::with_capacity(nodes * features),
+        values: Vec::with_capacity(nodes * features),
+    };
+    for node in 0..nodes as u32 {
+        for feature in 0..features as u32 {
+            sparse.rows.push(node);
+            sparse.cols.push(feature);
+            sparse.values.push(rng.random_range(0.0..1.0));
+        }
+    }
+    let edge_list = (0..edges)
+        .map(|_| (rng.random_range(0..nodes as u32), rng.random_range(0..nodes as u32)))
+        .collect();
+    Graph {
+        node_ids: (0..nodes).map(|i| i.to_string()).collect(),
+        labels: (0..nodes).map(|_| Some(rng.random_range(0..classes))).collect(),
+        label_names: (0..classes).map(|c| c.to_string()).collect(),
+        splits: (0..nodes).map(|i| if i % 10 == 0 { Split::Train } else { Split::None }).collect(),
+        num_features: features,
+        features: sparse,
+        edges: edge_list,
+    }
+}
+
+pub struct BenchResult {
+    pub epochs: usize,
+    pub mean_ms: f64,
+    pub min_ms: f64,
+    pub setup_s: f64,
+}
+
+/// Times `epochs` training epochs after `warmup` untimed ones.
+pub fn time_training(kind: ModelKind, graph: &Graph, gat_heads: usize, device: &Device, epochs: usize, warmup: usize) -> BenchResult {
+    match kind {
+        ModelKind::Gcn => time_net::<Gcn>(GcnConfig::default(), graph, device, epochs, warmup, 0.01),
+        ModelKind::Gat => time_net::<Gat>(GatConfig { heads: gat_heads, ..GatConfig::default() }, graph, device, epochs, warmup, 0.005),
+    }
+}
+
+fn time_net<N: GraphNet>(config: N::Config, graph: &Graph, device: &Device, epochs: usize, warmup: usize, lr: f64) -> BenchResult {
+    let setup = Instant::now();
+    let task = NodeClassification::<N>::new(config, graph, graph.num_features, device);
+    let train_device = device.clone().autodiff();
+    let mut model = task.init_model(0, &train_device);
+    let mut optimizer = optim::build(&TrainConfig { lr, weight_decay: 5e-4, ..TrainConfig::default() });
+    let setup_s = setup.elapsed().as_secs_f64();
+    let mut times = Vec::with_capacity(epochs);
+    for epoch in 0..warmup + epochs {
+        let started = Instant::now();
+        let mut rng = HostRng::for_epoch(0, epoch);
+        let loss = task.train_loss(&model, &(), &mut rng);
+        let _: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(lr, model, grads);
+        let _ = device.sync();
+        if epoch >= warmup {
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    BenchResult {
+        epochs,
+        mean_ms: times.iter().sum::<f64>() / times.len().max(1) as f64,
+        min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
+        setup_s,
+    }
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+pub fn peak_memory_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn cora() -> Result<Graph> {
+    Graph::load(&GraphDataConfig::default(), None)
+}

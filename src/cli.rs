@@ -1,0 +1,261 @@
+//! The `shopnet` command line. Every command works the same for every model family;
+//! errors end in one line on stderr and exit code 2.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backend::{self, DeviceSpec};
+use crate::config::{ConfigDoc, ModelKind};
+use crate::data::Split;
+use crate::run_dir::{self, Artifacts};
+use crate::tasks::{self, TrainJob};
+use crate::{bench, export};
+
+#[derive(Parser, Debug)]
+#[command(name = "shopnet", version, about = "Train, evaluate, score and export e-commerce models (GCN, GAT, ...) on CPU or GPU.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model from a config file, or resume a stopped run.
+    #[command(after_help = "Examples:\n  shopnet train --config configs/gat_cora.toml\n  shopnet train --config configs/gcn_cora.toml --device wgpu --set train.seed=3 --set train.epochs=50\n  shopnet train --resume checkpoints/gat_cora-20261128-101500")]
+    Train {
+        /// The run's TOML config.
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// cpu, wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N (default: runtime.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Override any config key, e.g. --set train.lr=0.01 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Folder for the run directory (default: runtime.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue a stopped run from its last checkpoint, optimiser state included.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Stop cleanly after this many epochs; the run can be resumed later.
+        #[arg(long, value_name = "EPOCHS")]
+        stop_after: Option<usize>,
+    },
+    /// Evaluate a trained model: metrics table on stdout, report.json in the run.
+    #[command(after_help = "Example:\n  shopnet eval --run checkpoints/gat_cora-20261128-101500 --split test")]
+    Eval {
+        /// A run directory or an export bundle.
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+        split: EvalSplit,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Score new data with a trained model and write one CSV row per example.
+    #[command(after_help = "Example (graph models: one row per node with its predicted label and class probabilities):\n  shopnet score --run checkpoints/gat_cora-20261128-101500 --input my_graph/ --output predictions.csv")]
+    Score {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// The data to score, in the model's input format (for a graph: a folder or builtin:cora).
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Write a self-contained serving bundle: model.safetensors, config.toml, manifest.json.
+    #[command(after_help = "Example:\n  shopnet export --run checkpoints/gat_cora-20261128-101500 --out bundles/gat_cora")]
+    Export {
+        #[arg(long = "run", value_name = "RUN_DIR")]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a run's or bundle's model kind, parameter count, best metrics and config.
+    #[command(after_help = "Example:\n  shopnet inspect checkpoints/gat_cora-20261128-101500")]
+    Inspect {
+        #[arg(value_name = "RUN_DIR|BUNDLE")]
+        path: PathBuf,
+    },
+    /// Time training epochs of a net (see README, Benchmarks).
+    #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0")]
+    Bench {
+        #[arg(long, value_enum)]
+        model: BenchModel,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Timed epochs.
+        #[arg(long, default_value_t = 200)]
+        epochs: usize,
+        /// Untimed epochs first.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// GAT hidden-layer heads.
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        /// Use a random graph of this many nodes instead of Cora.
+        #[arg(long, requires_all = ["edges", "features"])]
+        nodes: Option<usize>,
+        #[arg(long)]
+        edges: Option<usize>,
+        #[arg(long)]
+        features: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EvalSplit {
+    Val,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchModel {
+    Gcn,
+    Gat,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            2
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { config, device, overrides, out, resume, stop_after } => {
+            train(config.as_deref(), device, &overrides, out, resume.as_deref(), stop_after)
+        }
+        Command::Eval { run, split, device } => {
+            let artifacts = Artifacts::open(&run)?;
+            let device = open_device(device.as_deref(), &artifacts.config)?;
+            let split = match split {
+                EvalSplit::Val => Split::Val,
+                EvalSplit::Test => Split::Test,
+            };
+            let metrics = tasks::family(artifacts.info.kind).evaluate(&artifacts, split, &device)?;
+            print!("{}", metrics.table());
+            if !artifacts.is_bundle {
+                crate::train::write_report(&artifacts.dir, artifacts.info.kind, None, &metrics.prefixed(&format!("{split}_")))?;
+            }
+            Ok(())
+        }
+        Command::Score { run, input, output, device } => {
+            let artifacts = Artifacts::open(&run)?;
+            let device = open_device(device.as_deref(), &artifacts.config)?;
+            let rows = tasks::family(artifacts.info.kind).score(&artifacts, &input, &output, &device)?;
+            println!("wrote {rows} rows to {}", output.display());
+            Ok(())
+        }
+        Command::Export { run, out } => {
+            let artifacts = Artifacts::open(&run)?;
+            export::export(&artifacts, &out)?;
+            println!("exported {} model to {}", artifacts.info.kind, out.display());
+            Ok(())
+        }
+        Command::Inspect { path } => {
+            print!("{}", export::inspect(&Artifacts::open(&path)?)?);
+            Ok(())
+        }
+        Command::Bench { model, device, epochs, warmup, threads, heads, nodes, edges, features } => {
+            backend::configure_threads(threads);
+            let spec = DeviceSpec::parse(&device)?;
+            let device_name = device;
+            let device = backend::open(&spec)?;
+            let kind = match model {
+                BenchModel::Gcn => ModelKind::Gcn,
+                BenchModel::Gat => ModelKind::Gat,
+            };
+            let (graph, workload) = match (nodes, edges, features) {
+                (Some(n), Some(e), Some(f)) => (bench::synthetic_graph(n, e, f, 0), format!("random graph {n} nodes {e} edges {f} features")),
+                _ => (bench::cora()?, "cora".to_string()),
+            };
+            let result = bench::time_training(kind, &graph, heads, &device, epochs, warmup);
+            let peak = bench::peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"));
+            println!(
+                "{kind} {workload} on {device_name} ({} threads): {:.2} ms/epoch mean, {:.2} ms min over {} epochs; setup {:.1} s; peak memory {peak}",
+                rayon::current_num_threads(),
+                result.mean_ms,
+                result.min_ms,
+                result.epochs,
+                result.setup_s
+            );
+            Ok(())
+        }
+    }
+}
+
+fn open_device(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
+    let runtime: crate::config::RuntimeConfig = config.runtime()?;
+    backend::configure_threads(runtime.threads);
+    backend::open(&DeviceSpec::parse(flag.unwrap_or(&runtime.device))?)
+}
+
+fn train(config: Option<&Path>, device: Option<String>, overrides: &[String], out: Option<PathBuf>, resume: Option<&Path>, stop_after: Option<usize>) -> Result<()> {
+    let (doc, run_dir) = match (config, resume) {
+        (_, Some(run)) => {
+            if !run.join(run_dir::STATE_FILE).is_file() {
+                bail!("{}: not a resumable run directory (no {})", run.display(), run_dir::STATE_FILE);
+            }
+            (ConfigDoc::load(&run.join(run_dir::CONFIG_FILE), overrides)?, run.to_path_buf())
+        }
+        (Some(path), None) => {
+            let doc = ConfigDoc::load(path, overrides)?;
+            let runtime = doc.runtime()?;
+            let name = runtime.name.clone().unwrap_or_else(|| path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned()));
+            let run_dir = new_run_dir(&out.unwrap_or(runtime.out_dir), &name)?;
+            (doc, run_dir)
+        }
+        (None, None) => bail!("train needs --config FILE or --resume RUN_DIR"),
+    };
+    let device = open_device(device.as_deref(), &doc)?;
+    let summary = tasks::family(doc.kind).train(TrainJob { config: &doc, run_dir: &run_dir, device: &device, resume: resume.is_some(), stop_after })?;
+    match summary.best_epoch {
+        Some(best) => {
+            println!("run {} finished; best epoch {best}", summary.run_dir.display());
+            print!("{}", summary.report.table());
+        }
+        None => println!(
+            "run {} stopped after epoch {}; continue with: shopnet train --resume {}",
+            summary.run_dir.display(),
+            summary.epochs_done,
+            summary.run_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+/// `<out>/<name>-<timestamp>`, made unique if two runs start within the same second.
+fn new_run_dir(out: &Path, name: &str) -> Result<PathBuf> {
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    std::fs::create_dir_all(out).map_err(|err| anyhow::anyhow!("{}: cannot create: {err}", out.display()))?;
+    for attempt in 1.. {
+        let candidate = if attempt == 1 { out.join(format!("{name}-{stamp}")) } else { out.join(format!("{name}-{stamp}-{attempt}")) };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(err) => bail!("{}: cannot create: {err}", candidate.display()),
+        }
+    }
+    unreachable!("the attempt counter is unbounded")
+}

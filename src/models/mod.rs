@@ -1,0 +1,6 @@
+//! The nets, one file each, plus the building blocks they share.
+
+pub mod gat;
+pub mod gcn;
+pub mod message_passing;
+pub mod random;

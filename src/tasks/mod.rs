@@ -1,0 +1,72 @@
+//! Model + data + loss + metrics glue, one module per kind of job.
+//!
+//! The CLI talks to a model family only through [`Family`], picked by `model.kind`, so
+//! `train`, `eval`, `score` and `export` are the same commands for every net.
+
+pub mod node_classification;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+
+use crate::config::{ConfigDoc, ModelKind, RunConfig};
+use crate::data::Split;
+use crate::metrics::Metrics;
+use crate::models::{gat::Gat, gcn::Gcn};
+use crate::run_dir::{self, Artifacts, RunInfo};
+
+/// A training job as the CLI resolved it.
+pub struct TrainJob<'a> {
+    pub config: &'a ConfigDoc,
+    pub run_dir: &'a Path,
+    pub device: &'a Device,
+    pub resume: bool,
+    pub stop_after: Option<usize>,
+}
+
+/// What a finished (or paused) training job reports back.
+pub struct TrainSummary {
+    pub run_dir: PathBuf,
+    /// `None` when the job stopped early on `--stop-after` and can be resumed.
+    pub best_epoch: Option<usize>,
+    pub epochs_done: usize,
+    pub report: Metrics,
+}
+
+pub trait Family {
+    fn train(&self, job: TrainJob<'_>) -> Result<TrainSummary>;
+
+    /// Metrics of a trained model on one split of its configured data.
+    fn evaluate(&self, artifacts: &Artifacts, split: Split, device: &Device) -> Result<Metrics>;
+
+    /// Scores `input` and writes one row per example to `output`; returns the row count.
+    fn score(&self, artifacts: &Artifacts, input: &str, output: &Path, device: &Device) -> Result<usize>;
+
+    /// The input and output formats, for an export manifest.
+    fn schema(&self, artifacts: &Artifacts) -> serde_json::Value;
+}
+
+pub fn family(kind: ModelKind) -> Box<dyn Family> {
+    match kind {
+        ModelKind::Gcn => Box::new(node_classification::NodeFamily::<Gcn>::default()),
+        ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
+    }
+}
+
+/// Writes the fully resolved config (defaults included) and, for a new run, `run.json`.
+/// A resumed run must still describe the same net and classes.
+pub fn write_run_files<M: serde::Serialize, D: serde::Serialize>(dir: &Path, config: &RunConfig<M, D>, info: &RunInfo, resume: bool) -> Result<()> {
+    let resolved = toml::to_string_pretty(config)?;
+    let text = format!("# Resolved by shopnet {}: every setting of this run, defaults included.\n{resolved}", env!("CARGO_PKG_VERSION"));
+    let info_path = dir.join(run_dir::RUN_FILE);
+    if resume {
+        let existing: RunInfo = run_dir::read_json(&info_path)?;
+        if existing.kind != info.kind || existing.labels != info.labels || existing.input != info.input {
+            bail!("{}: the run was trained on other data or another net than its config now describes", info_path.display());
+        }
+    } else {
+        run_dir::write_json(&info_path, info)?;
+    }
+    run_dir::write_atomic(&dir.join(run_dir::CONFIG_FILE), text.as_bytes())
+}

@@ -1,0 +1,255 @@
+//! End-to-end tests of the `shopnet` binary on real data (the built-in Cora).
+//!
+//! One file on purpose: every integration test file is its own binary to compile.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+fn shopnet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shopnet"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the shopnet binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn config(name: &str) -> String {
+    repo().join("configs").join(name).display().to_string()
+}
+
+/// Trains and returns the run directory, asserting success.
+fn train(dir: &Path, args: &[&str]) -> PathBuf {
+    let out = dir.join("runs");
+    let mut full = vec!["train", "--out", out.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let output = shopnet(&full, dir);
+    assert!(output.status.success(), "train failed: {}", stderr(&output));
+    run_dir_from(&stdout(&output))
+}
+
+fn run_dir_from(stdout: &str) -> PathBuf {
+    let line = stdout.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {stdout}"));
+    PathBuf::from(line.split_whitespace().nth(1).unwrap())
+}
+
+fn report_metric(run: &Path, name: &str) -> f64 {
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    report["metrics"][name].as_f64().unwrap_or_else(|| panic!("{name} missing in {report}"))
+}
+
+/// A user error: exit code 2, exactly one line on stderr containing `needle`, no panic.
+fn assert_user_error(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        if entry.path().is_file() {
+            files.insert(entry.path(), fs::read(entry.path()).unwrap());
+        }
+    }
+    files
+}
+
+#[test]
+fn gcn_trains_evaluates_scores_exports_and_inspects_on_cora() {
+    let dir = TempDir::new().unwrap();
+    let run = train(dir.path(), &["--config", &config("gcn_cora.toml"), "--set", "train.epochs=60"]);
+    for file in ["config.toml", "run.json", "best.safetensors", "last.safetensors", "metrics.csv", "metrics.jsonl", "report.json", "state.json"] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    let csv = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("epoch,lr,train_loss,val_loss,val_accuracy,val_macro_f1,seconds\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 61);
+    // After 60 epochs a correct GCN is well above the 0.3 of the majority class.
+    let test_accuracy = report_metric(&run, "test_accuracy");
+    assert!(test_accuracy > 0.75, "test accuracy {test_accuracy}");
+
+    let eval = shopnet(&["eval", "--run", run.to_str().unwrap(), "--split", "test"], dir.path());
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let table = stdout(&eval);
+    let line = table.lines().find(|l| l.starts_with("accuracy")).unwrap();
+    let evaluated: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((evaluated - test_accuracy).abs() < 1e-4, "{evaluated} vs {test_accuracy}");
+
+    let scores = dir.path().join("scores.csv");
+    let score = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", "builtin:cora", "--output", scores.to_str().unwrap()], dir.path());
+    assert!(score.status.success(), "{}", stderr(&score));
+    let text = fs::read_to_string(&scores).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), "node_id,predicted,prob_0,prob_1,prob_2,prob_3,prob_4,prob_5,prob_6");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2708);
+    for row in rows.iter().take(50) {
+        let fields: Vec<&str> = row.split(',').collect();
+        let probabilities: Vec<f64> = fields[2..].iter().map(|p| p.parse().unwrap()).collect();
+        assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{row}");
+        let best = probabilities.iter().cloned().fold(f64::MIN, f64::max);
+        let predicted: usize = fields[1].parse().unwrap();
+        assert_eq!(probabilities[predicted], best, "{row}");
+    }
+
+    let bundle = dir.path().join("bundle");
+    let export = shopnet(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()], dir.path());
+    assert!(export.status.success(), "{}", stderr(&export));
+    let manifest: serde_json::Value = serde_json::from_str(&fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["kind"], "gcn");
+    assert_eq!(manifest["model"]["labels"].as_array().unwrap().len(), 7);
+    assert_eq!(manifest["files"]["model.safetensors"].as_str().unwrap().len(), 64);
+
+    // A bundle scores like the run it came from.
+    let bundle_scores = dir.path().join("bundle_scores.csv");
+    let score = shopnet(&["score", "--run", bundle.to_str().unwrap(), "--input", "builtin:cora", "--output", bundle_scores.to_str().unwrap()], dir.path());
+    assert!(score.status.success(), "{}", stderr(&score));
+    assert_eq!(fs::read_to_string(&bundle_scores).unwrap(), text);
+
+    let inspect = shopnet(&["inspect", bundle.to_str().unwrap()], dir.path());
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let shown = stdout(&inspect);
+    // 1433*16 + 16 + 16*7 + 7 parameters.
+    assert!(shown.contains("model       gcn") && shown.contains("parameters  23063"), "{shown}");
+    assert!(shown.contains("test_accuracy"), "{shown}");
+
+    // A modified bundle is refused.
+    fs::write(bundle.join("config.toml"), "tampered").unwrap();
+    assert_user_error(&shopnet(&["inspect", bundle.to_str().unwrap()], dir.path()), "sha256 does not match");
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run() {
+    let dir = TempDir::new().unwrap();
+    let common = ["--config", &config("gat_cora.toml"), "--set", "train.epochs=25", "--set", "train.seed=3"];
+    let full = train(dir.path(), &common);
+
+    let mut stopped_args = common.to_vec();
+    stopped_args.extend(["--stop-after", "9"]);
+    let out = dir.path().join("runs");
+    let mut args = vec!["train", "--out", out.to_str().unwrap()];
+    args.extend(stopped_args);
+    let stopped = shopnet(&args, dir.path());
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+    let message = stdout(&stopped);
+    assert!(message.contains("stopped after epoch 9"), "{message}");
+    let run = run_dir_from(&message);
+    assert!(!run.join("report.json").exists());
+
+    let resumed = shopnet(&["train", "--resume", run.to_str().unwrap()], dir.path());
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(fs::read_to_string(run.join("metrics.csv")).unwrap().lines().count(), 26);
+    for metric in ["test_accuracy", "test_loss", "val_loss"] {
+        assert_eq!(report_metric(&full, metric), report_metric(&run, metric), "{metric}");
+    }
+    // A finished run is not silently trained further.
+    assert_user_error(&shopnet(&["train", "--resume", run.to_str().unwrap()], dir.path()), "already finished");
+}
+
+/// A 4-node graph in the CSV layout, with one file replaced by `edit`.
+fn tiny_graph(dir: &Path, file: &str, contents: &str) -> PathBuf {
+    let graph = dir.join("graph");
+    fs::create_dir_all(&graph).unwrap();
+    fs::write(graph.join("nodes.csv"), "node_id,label,split\na,x,train\nb,y,train\nc,x,val\nd,y,test\n").unwrap();
+    fs::write(graph.join("features.csv"), "node_id,feature_index,value\na,0,1\nb,1,1\nc,0,0.5\nd,1,2\n").unwrap();
+    fs::write(graph.join("edges.csv"), "src,dst\na,b\nb,c\nc,d\n").unwrap();
+    fs::write(graph.join(file), contents).unwrap();
+    graph
+}
+
+fn write_config(dir: &Path, text: &str) -> String {
+    let path = dir.join("bad.toml");
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_exit_code_2() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let run = train(d, &["--config", &config("gcn_cora.toml"), "--set", "train.epochs=3"]);
+    let before = snapshot(&run);
+    let base = fs::read_to_string(config("gcn_cora.toml")).unwrap();
+
+    let malformed = write_config(d, &base.replace("hidden = 16", "hidden = = 16"));
+    assert_user_error(&shopnet(&["train", "--config", &malformed], d), "bad.toml:7:");
+
+    let unknown = write_config(d, &base.replace("hidden = 16", "hidden = 16\nhiden = 8"));
+    assert_user_error(&shopnet(&["train", "--config", &unknown], d), "bad.toml:8: model.hiden: unknown field `hiden`");
+
+    let wrong_type = write_config(d, &base.replace("lr = 0.01", "lr = \"fast\""));
+    assert_user_error(&shopnet(&["train", "--config", &wrong_type], d), "bad.toml:19: train.lr: expected a float, got \"fast\"");
+
+    let missing = write_config(d, &base.replace("builtin:cora", "no/such/graph"));
+    assert_user_error(&shopnet(&["train", "--config", &missing], d), "no/such/graph: graph folder not found");
+
+    let graph = tiny_graph(d, "edges.csv", "src,dst\na,b\nb,zz\n");
+    let bad_edge = write_config(d, &base.replace("builtin:cora", graph.to_str().unwrap()));
+    assert_user_error(&shopnet(&["train", "--config", &bad_edge], d), "edges.csv:3: dst: unknown node \"zz\"");
+
+    let graph = tiny_graph(d, "features.csv", "node_id,feature_index,value\na,0,1\nb,1,high\n");
+    let bad_feature = write_config(d, &base.replace("builtin:cora", graph.to_str().unwrap()));
+    assert_user_error(&shopnet(&["train", "--config", &bad_feature], d), "features.csv:3: value: expected a number, got \"high\"");
+
+    let graph = tiny_graph(d, "features.csv", "node_id,feature_index,value\na,0,NaN\n");
+    let nan_feature = write_config(d, &base.replace("builtin:cora", graph.to_str().unwrap()));
+    assert_user_error(&shopnet(&["train", "--config", &nan_feature], d), "features.csv:2: value: NaN is not a finite number");
+
+    assert_user_error(&shopnet(&["eval", "--run", d.to_str().unwrap()], d), "not a run directory or bundle");
+    assert_user_error(&shopnet(&["score", "--run", "nowhere", "--input", "builtin:cora", "--output", "x.csv"], d), "nowhere: not a run directory");
+
+    // A checkpoint of another model kind, put where the GCN run's weights were.
+    let gat = train(d, &["--config", &config("gat_cora.toml"), "--set", "train.epochs=2"]);
+    let swapped = d.join("swapped");
+    fs::create_dir_all(&swapped).unwrap();
+    for (name, bytes) in &before {
+        fs::write(swapped.join(name.file_name().unwrap()), bytes).unwrap();
+    }
+    fs::copy(gat.join("best.safetensors"), swapped.join("best.safetensors")).unwrap();
+    assert_user_error(&shopnet(&["eval", "--run", swapped.to_str().unwrap()], d), "best.safetensors: checkpoint of a gat model, but this run is a gcn model");
+
+    assert_user_error(&shopnet(&["train", "--config", &config("gcn_cora.toml"), "--device", "tpu"], d), "unknown device \"tpu\"");
+    assert_eq!(before, snapshot(&run), "a failed command changed the run's files");
+}
+
+/// The GPU code path on whatever Vulkan device the machine has (lavapipe in CI). The
+/// seed fixes weights and dropout masks on the host, so the wgpu run follows the CPU run.
+#[test]
+fn wgpu_training_follows_cpu_training() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let probe = shopnet(&["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"], d);
+    if !probe.status.success() {
+        assert!(std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(), "wgpu required but unusable: {}", stderr(&probe));
+        eprintln!("skipping: no wgpu adapter ({})", stderr(&probe).trim());
+        return;
+    }
+    for (config_name, epochs) in [("gcn_cora.toml", "40"), ("gat_cora.toml", "12")] {
+        let epochs_set = format!("train.epochs={epochs}");
+        let args = ["--config", &config(config_name), "--set", &epochs_set, "--set", "train.seed=1"];
+        let cpu = train(d, &[&args[..], &["--device", "cpu"]].concat());
+        let gpu = train(d, &[&args[..], &["--device", "wgpu"]].concat());
+        let (cpu_acc, gpu_acc) = (report_metric(&cpu, "test_accuracy"), report_metric(&gpu, "test_accuracy"));
+        assert!((cpu_acc - gpu_acc).abs() <= 0.01, "{config_name}: cpu {cpu_acc} vs wgpu {gpu_acc}");
+    }
+}
