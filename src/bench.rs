@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{ModelKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::Split;
 use crate::data::graph::{Graph, GraphDataConfig, SparseFeatures};
 use crate::models::gat::{Gat, GatConfig};
@@ -59,11 +59,18 @@ pub struct BenchResult {
     pub setup_s: f64,
 }
 
+/// The node-classification nets `shopnet bench` times.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NodeNet {
+    Gcn,
+    Gat,
+}
+
 /// Times `epochs` training epochs after `warmup` untimed ones.
-pub fn time_training(kind: ModelKind, graph: &Graph, gat_heads: usize, device: &Device, epochs: usize, warmup: usize) -> BenchResult {
-    match kind {
-        ModelKind::Gcn => time_net::<Gcn>(GcnConfig::default(), graph, device, epochs, warmup, 0.01),
-        ModelKind::Gat => time_net::<Gat>(GatConfig { heads: gat_heads, ..GatConfig::default() }, graph, device, epochs, warmup, 0.005),
+pub fn time_training(net: NodeNet, graph: &Graph, gat_heads: usize, device: &Device, epochs: usize, warmup: usize) -> BenchResult {
+    match net {
+        NodeNet::Gcn => time_net::<Gcn>(GcnConfig::default(), graph, device, epochs, warmup, 0.01),
+        NodeNet::Gat => time_net::<Gat>(GatConfig { heads: gat_heads, ..GatConfig::default() }, graph, device, epochs, warmup, 0.005),
     }
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backend::{self, DeviceSpec};
-use crate::config::{ConfigDoc, ModelKind};
+use crate::config::ConfigDoc;
 use crate::data::Split;
 use crate::run_dir::{self, Artifacts};
 use crate::tasks::{self, TrainJob};
@@ -69,6 +69,22 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Recommend the top K items to users with a trained recommender.
+    #[command(after_help = "Examples:\n  shopnet recommend --run checkpoints/lightgcn_gowalla-20261128-101500 --users all --k 20 --output recs.csv\n  shopnet recommend --run RUN_DIR --users user_ids.txt --k 10 --output recs.csv")]
+    Recommend {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// `all` (every user with training interactions) or a file with one user id per line.
+        #[arg(long, default_value = "all")]
+        users: String,
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        /// CSV of user_id,rank,item_id,score; training items are never recommended.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Write a self-contained serving bundle: model.safetensors, config.toml, manifest.json.
     #[command(after_help = "Example:\n  shopnet export --run checkpoints/gat_cora-20261128-101500 --out bundles/gat_cora")]
     Export {
@@ -87,7 +103,7 @@ enum Command {
     #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0")]
     Bench {
         #[arg(long, value_enum)]
-        model: BenchModel,
+        model: bench::NodeNet,
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Timed epochs.
@@ -118,11 +134,6 @@ enum EvalSplit {
     Test,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum BenchModel {
-    Gcn,
-    Gat,
-}
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
@@ -167,6 +178,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {rows} rows to {}", output.display());
             Ok(())
         }
+        Command::Recommend { run, users, k, output, device } => {
+            if k == 0 {
+                bail!("--k: must be at least 1");
+            }
+            let artifacts = Artifacts::open(&run)?;
+            let device = open_device(device.as_deref(), &artifacts.config)?;
+            let rows = tasks::family(artifacts.info.kind).recommend(&artifacts, &users, k, &output, &device)?;
+            println!("wrote {rows} recommendations to {}", output.display());
+            Ok(())
+        }
         Command::Export { run, out } => {
             let artifacts = Artifacts::open(&run)?;
             export::export(&artifacts, &out)?;
@@ -182,18 +203,15 @@ fn run(cli: Cli) -> Result<()> {
             let spec = DeviceSpec::parse(&device)?;
             let device_name = device;
             let device = backend::open(&spec)?;
-            let kind = match model {
-                BenchModel::Gcn => ModelKind::Gcn,
-                BenchModel::Gat => ModelKind::Gat,
-            };
             let (graph, workload) = match (nodes, edges, features) {
                 (Some(n), Some(e), Some(f)) => (bench::synthetic_graph(n, e, f, 0), format!("random graph {n} nodes {e} edges {f} features")),
                 _ => (bench::cora()?, "cora".to_string()),
             };
-            let result = bench::time_training(kind, &graph, heads, &device, epochs, warmup);
+            let result = bench::time_training(model, &graph, heads, &device, epochs, warmup);
             let peak = bench::peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"));
             println!(
-                "{kind} {workload} on {device_name} ({} threads): {:.2} ms/epoch mean, {:.2} ms min over {} epochs; setup {:.1} s; peak memory {peak}",
+                "{} {workload} on {device_name} ({} threads): {:.2} ms/epoch mean, {:.2} ms min over {} epochs; setup {:.1} s; peak memory {peak}",
+                format!("{model:?}").to_lowercase(),
                 rayon::current_num_threads(),
                 result.mean_ms,
                 result.min_ms,

@@ -89,6 +89,40 @@ pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Indices of the `k` largest scores, best first; ties go to the lower index. Entries
+/// equal to `f32::NEG_INFINITY` (masked) are never returned.
+pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
+    let mut candidates: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] != f32::NEG_INFINITY).collect();
+    let order = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k, order);
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(order);
+    candidates
+}
+
+/// Recall@K and NDCG@K of one ranked list against a user's relevant items (sorted).
+///
+/// Recall divides the hits by the number of relevant items; NDCG's ideal DCG places
+/// `min(K, relevant)` hits first, as in LightGCN's evaluation.
+pub fn recall_ndcg_at_k(ranked: &[u32], relevant: &[u32], k: usize) -> (f64, f64) {
+    if relevant.is_empty() {
+        return (0.0, 0.0);
+    }
+    let discount = |rank: usize| 1.0 / ((rank + 2) as f64).log2();
+    let mut hits = 0usize;
+    let mut dcg = 0.0;
+    for (rank, item) in ranked.iter().take(k).enumerate() {
+        if relevant.binary_search(item).is_ok() {
+            hits += 1;
+            dcg += discount(rank);
+        }
+    }
+    let ideal: f64 = (0..k.min(relevant.len())).map(discount).sum();
+    (hits as f64 / relevant.len() as f64, dcg / ideal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +143,26 @@ mod tests {
     #[test]
     fn argmax_takes_first_maximum() {
         assert_eq!(argmax_rows(&[0.1, 0.7, 0.2, 0.5, 0.5, 0.0], 3), vec![1, 0]);
+    }
+
+    #[test]
+    fn top_k_orders_and_skips_masked() {
+        let scores = [0.1, f32::NEG_INFINITY, 0.9, 0.5, 0.9, 0.3];
+        assert_eq!(top_k(&scores, 3), vec![2, 4, 3]);
+        assert_eq!(top_k(&scores, 10), vec![2, 4, 3, 5, 0]);
+    }
+
+    #[test]
+    fn recall_and_ndcg_by_hand() {
+        // Hits at ranks 0 and 2 of 3 relevant items, K = 3.
+        let (recall, ndcg) = recall_ndcg_at_k(&[7, 1, 5], &[4, 5, 7], 3);
+        assert!((recall - 2.0 / 3.0).abs() < 1e-12);
+        let dcg = 1.0 + 1.0 / 4f64.log2();
+        let ideal = 1.0 + 1.0 / 3f64.log2() + 1.0 / 4f64.log2();
+        assert!((ndcg - dcg / ideal).abs() < 1e-12, "{ndcg}");
+        // Fewer relevant items than K: the ideal list holds only those.
+        let (recall, ndcg) = recall_ndcg_at_k(&[3, 9, 8, 2], &[9], 4);
+        assert_eq!(recall, 1.0);
+        assert!((ndcg - 1.0 / 3f64.log2()).abs() < 1e-12, "{ndcg}");
     }
 }

@@ -1,6 +1,7 @@
 //! Input formats, one loader per format.
 
 pub mod graph;
+pub mod interactions;
 pub mod records;
 
 use serde::{Deserialize, Serialize};

@@ -78,12 +78,12 @@ impl GatConv {
         let h = input.project(self.weight.val(), n).reshape([n, heads, features]);
         let score_src = (h.clone() * self.att_src.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
         let score_dst = (h.clone() * self.att_dst.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
-        let scores = score_src.select(0, graph.src.clone()) + score_dst.select(0, graph.dst.clone());
-        let attention = segment_softmax(leaky_relu(scores, self.negative_slope), graph.dst.clone(), n);
+        let scores = score_src.select(0, graph.adjacency.src.clone()) + score_dst.select(0, graph.adjacency.dst.clone());
+        let attention = segment_softmax(leaky_relu(scores, self.negative_slope), graph.adjacency.dst.clone(), n);
         let attention = dropout(attention, self.attention_dropout, rng);
-        let edges = graph.num_edges();
-        let messages = h.select(0, graph.src.clone()) * attention.reshape([edges, heads, 1]);
-        let out = scatter_add(messages, graph.dst.clone(), n);
+        let edges = graph.adjacency.num_edges();
+        let messages = h.select(0, graph.adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
+        let out = scatter_add(messages, graph.adjacency.dst.clone(), n);
         let out = if self.concat { out.reshape([n, heads * features]) } else { out.mean_dim(1).reshape([n, features]) };
         out + self.bias.val().unsqueeze_dim(0)
     }

@@ -12,7 +12,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::message_passing::{GraphTensors, LayerInput, scatter_add};
+use super::message_passing::{GraphTensors, LayerInput};
 use super::random::{HostRng, dropout, zeros_param};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,15 +47,8 @@ impl GcnConv {
 
     pub fn forward(&self, input: LayerInput<'_>, graph: &GraphTensors) -> Tensor<2> {
         let projected = input.project(self.weight.val(), graph.num_nodes);
-        propagate(projected, graph) + self.bias.val().unsqueeze_dim(0)
+        graph.adjacency.propagate(projected) + self.bias.val().unsqueeze_dim(0)
     }
-}
-
-/// `Â H`: each node sums its in-neighbours' rows (itself included), scaled by the
-/// symmetric normalisation precomputed per edge.
-pub fn propagate(h: Tensor<2>, graph: &GraphTensors) -> Tensor<2> {
-    let messages = h.select(0, graph.src.clone()) * graph.gcn_norm.clone();
-    scatter_add(messages, graph.dst.clone(), graph.num_nodes)
 }
 
 #[derive(Module, Debug)]

@@ -14,12 +14,63 @@ use crate::data::graph::{Graph, SparseFeatures};
 pub struct GraphTensors {
     pub num_nodes: usize,
     pub num_features: usize,
-    /// Edge sources and destinations, self-loops included (one per node, appended last).
+    /// Edges with one self-loop per node, and GCN's normalisation of `A + I`.
+    pub adjacency: NormalizedAdjacency,
+    pub features: NodeFeatures,
+}
+
+/// An edge list with the symmetric normalisation `1 / sqrt(deg(src) deg(dst))` per
+/// edge, degrees counted over incoming edges: `D^-1/2 A D^-1/2` without building `A`.
+#[derive(Clone)]
+pub struct NormalizedAdjacency {
+    pub num_nodes: usize,
     pub src: Tensor<1, Int>,
     pub dst: Tensor<1, Int>,
-    /// GCN's symmetric normalisation `1 / sqrt(deg(src) deg(dst))` per edge, as `[E, 1]`.
-    pub gcn_norm: Tensor<2>,
-    pub features: NodeFeatures,
+    /// `[E, 1]`, so it broadcasts over a row of features.
+    pub norm: Tensor<2>,
+}
+
+impl NormalizedAdjacency {
+    /// With `self_loops`, one loop per node is appended (GCN's `A + I`).
+    pub fn new(num_nodes: usize, edges: &[(u32, u32)], self_loops: bool, device: &Device) -> Self {
+        let loops = if self_loops { num_nodes } else { 0 };
+        let mut src: Vec<i64> = Vec::with_capacity(edges.len() + loops);
+        let mut dst: Vec<i64> = Vec::with_capacity(edges.len() + loops);
+        for &(s, d) in edges {
+            src.push(s as i64);
+            dst.push(d as i64);
+        }
+        if self_loops {
+            src.extend(0..num_nodes as i64);
+            dst.extend(0..num_nodes as i64);
+        }
+        let mut degree = vec![0f32; num_nodes];
+        for &d in &dst {
+            degree[d as usize] += 1.0;
+        }
+        let norm: Vec<f32> = src
+            .iter()
+            .zip(&dst)
+            .map(|(&s, &d)| 1.0 / (degree[s as usize] * degree[d as usize]).sqrt())
+            .collect();
+        let num_edges = src.len();
+        Self {
+            num_nodes,
+            src: int_tensor(src, device),
+            dst: int_tensor(dst, device),
+            norm: Tensor::from_data(TensorData::new(norm, [num_edges, 1]), device),
+        }
+    }
+
+    pub fn num_edges(&self) -> usize {
+        self.src.dims()[0]
+    }
+
+    /// `Â H`: each node sums its in-neighbours' rows, scaled by the edge normalisation.
+    pub fn propagate(&self, h: Tensor<2>) -> Tensor<2> {
+        let messages = h.select(0, self.src.clone()) * self.norm.clone();
+        scatter_add(messages, self.dst.clone(), self.num_nodes)
+    }
 }
 
 /// Node features, stored sparse or dense by their density.
@@ -61,39 +112,12 @@ impl GraphTensors {
     }
 
     pub fn from_parts(num_nodes: usize, num_features: usize, edges: &[(u32, u32)], features: &SparseFeatures, device: &Device) -> Self {
-        let mut src: Vec<i64> = Vec::with_capacity(edges.len() + num_nodes);
-        let mut dst: Vec<i64> = Vec::with_capacity(edges.len() + num_nodes);
-        for &(s, d) in edges {
-            src.push(s as i64);
-            dst.push(d as i64);
-        }
-        for node in 0..num_nodes as i64 {
-            src.push(node);
-            dst.push(node);
-        }
-        // Degree counts incoming edges (self-loop included): D of A + I.
-        let mut degree = vec![0f32; num_nodes];
-        for &d in &dst {
-            degree[d as usize] += 1.0;
-        }
-        let norm: Vec<f32> = src
-            .iter()
-            .zip(&dst)
-            .map(|(&s, &d)| 1.0 / (degree[s as usize] * degree[d as usize]).sqrt())
-            .collect();
-        let num_edges = src.len();
         Self {
             num_nodes,
             num_features,
-            src: int_tensor(src, device),
-            dst: int_tensor(dst, device),
-            gcn_norm: Tensor::from_data(TensorData::new(norm, [num_edges, 1]), device),
+            adjacency: NormalizedAdjacency::new(num_nodes, edges, true, device),
             features: NodeFeatures::new(features, num_nodes, num_features, device),
         }
-    }
-
-    pub fn num_edges(&self) -> usize {
-        self.src.dims()[0]
     }
 }
 
@@ -196,8 +220,8 @@ pub(crate) mod tests {
         let features = SparseFeatures { rows: vec![0], cols: vec![0], values: vec![1.0] };
         let graph = GraphTensors::from_parts(4, 1, &toy_edges(), &features, &device());
         // Degrees with self-loops: node0 2, node1 4, node2 3, node3 3.
-        assert_eq!(graph.num_edges(), 12);
-        let norm = host(graph.gcn_norm);
+        assert_eq!(graph.adjacency.num_edges(), 12);
+        let norm = host(graph.adjacency.norm);
         let expected_first = 1.0 / (2.0f32 * 4.0).sqrt(); // edge 0 -> 1
         assert!((norm[0] - expected_first).abs() < 1e-6);
         let self_loop_node1 = 1.0 / 4.0; // 1 / sqrt(4 * 4)

@@ -2,5 +2,6 @@
 
 pub mod gat;
 pub mod gcn;
+pub mod lightgcn;
 pub mod message_passing;
 pub mod random;

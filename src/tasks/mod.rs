@@ -4,6 +4,7 @@
 //! `train`, `eval`, `score` and `export` are the same commands for every net.
 
 pub mod node_classification;
+pub mod recommendation;
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ use crate::data::Split;
 use crate::metrics::Metrics;
 use crate::models::{gat::Gat, gcn::Gcn};
 use crate::run_dir::{self, Artifacts, RunInfo};
+use crate::train::FitOutcome;
 
 /// A training job as the CLI resolved it.
 pub struct TrainJob<'a> {
@@ -43,6 +45,11 @@ pub trait Family {
     /// Scores `input` and writes one row per example to `output`; returns the row count.
     fn score(&self, artifacts: &Artifacts, input: &str, output: &Path, device: &Device) -> Result<usize>;
 
+    /// Writes the top `k` items of each user (`users` is `all` or a file of user ids).
+    fn recommend(&self, _artifacts: &Artifacts, _users: &str, _k: usize, _output: &Path, _device: &Device) -> Result<usize> {
+        bail!("only recommender models (model.kind = \"lightgcn\") recommend items; use `shopnet score`")
+    }
+
     /// The input and output formats, for an export manifest.
     fn schema(&self, artifacts: &Artifacts) -> serde_json::Value;
 }
@@ -51,6 +58,19 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
     match kind {
         ModelKind::Gcn => Box::new(node_classification::NodeFamily::<Gcn>::default()),
         ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
+        ModelKind::Lightgcn => Box::new(recommendation::RecommenderFamily),
+    }
+}
+
+/// What the trainer's outcome means to the CLI.
+pub fn summarize(run_dir: &Path, outcome: FitOutcome) -> TrainSummary {
+    match outcome {
+        FitOutcome::Finished { best_epoch, report } => {
+            TrainSummary { run_dir: run_dir.to_path_buf(), best_epoch: Some(best_epoch), epochs_done: 0, report }
+        }
+        FitOutcome::Paused { epochs_done } => {
+            TrainSummary { run_dir: run_dir.to_path_buf(), best_epoch: None, epochs_done, report: Metrics::default() }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::models::message_passing::GraphTensors;
 use crate::models::random::HostRng;
 use crate::run_dir::{self, Artifacts, RunInfo};
 use crate::score::ClassScoreWriter;
-use crate::train::{self, Fit, FitOutcome, Task};
+use crate::train::{self, Fit, Task};
 
 /// A net that maps a graph to per-node class logits.
 pub trait GraphNet: Module + Clone + 'static {
@@ -241,14 +241,7 @@ impl<N: GraphNet> Family for NodeFamily<N> {
             device: job.device,
             stop_after: job.stop_after,
         };
-        Ok(match train::fit(&task, &fit, job.resume)? {
-            FitOutcome::Finished { best_epoch, report } => {
-                TrainSummary { run_dir: job.run_dir.to_path_buf(), best_epoch: Some(best_epoch), epochs_done: 0, report }
-            }
-            FitOutcome::Paused { epochs_done } => {
-                TrainSummary { run_dir: job.run_dir.to_path_buf(), best_epoch: None, epochs_done, report: Metrics::default() }
-            }
-        })
+        Ok(super::summarize(job.run_dir, train::fit(&task, &fit, job.resume)?))
     }
 
     fn evaluate(&self, artifacts: &Artifacts, split: Split, device: &Device) -> Result<Metrics> {

@@ -1,0 +1,331 @@
+//! Graph recommendation: LightGCN embeddings trained with BPR, evaluated by full ranking.
+//!
+//! - Training: each epoch pairs every training interaction (user, positive item) with one
+//!   item the user never interacted with, drawn uniformly (seeded), and minimises
+//!   `softplus(s(u, neg) - s(u, pos))` plus `l2 / 2` times the squared norm of the batch's
+//!   initial (layer-0) embeddings per triple, as in LightGCN.
+//! - Evaluation: every test user is scored against every item, its training items masked
+//!   out; Recall@K and NDCG@K, in batches of users so memory stays bounded. The split files
+//!   have no validation part, so, as in the LightGCN paper's protocol, the test file also
+//!   serves as the validation split that picks the best epoch.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use indicatif::ProgressBar;
+use rand::RngExt;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::{Family, TrainJob, TrainSummary};
+use crate::config::{ConfigDoc, ModelKind, RunConfig};
+use crate::data::Split;
+use crate::data::interactions::{InteractionDataConfig, Interactions};
+use crate::metrics::{self, Metrics};
+use crate::models::lightgcn::{LightGcn, LightGcnConfig};
+use crate::models::message_passing::NormalizedAdjacency;
+use crate::models::random::HostRng;
+use crate::run_dir::{self, Artifacts, RunInfo};
+use crate::train::{self, Fit, Task};
+
+/// `[model]` for a recommender: the encoder plus the BPR loss and ranking settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommenderConfig {
+    /// Always `"lightgcn"`; selects this net.
+    pub kind: String,
+    pub embedding_size: usize,
+    /// Propagation layers K.
+    pub layers: usize,
+    /// Standard deviation of the normal initialisation (LightGCN-PyTorch uses 0.1).
+    pub init_std: f64,
+    /// Weight of the L2 penalty on the batch's initial embeddings (LightGCN's `decay`).
+    pub l2: f64,
+    /// Cut-offs K for Recall@K and NDCG@K.
+    pub eval_k: Vec<usize>,
+}
+
+impl Default for RecommenderConfig {
+    fn default() -> Self {
+        Self { kind: "lightgcn".into(), embedding_size: 64, layers: 3, init_std: 0.1, l2: 1e-4, eval_k: vec![20] }
+    }
+}
+
+impl RecommenderConfig {
+    pub fn encoder(&self) -> LightGcnConfig {
+        LightGcnConfig { embedding_size: self.embedding_size, layers: self.layers, init_std: self.init_std }
+    }
+}
+
+/// Users scored per device matmul when ranking all items.
+const USERS_PER_BATCH: usize = 256;
+
+pub struct Recommendation {
+    config: RecommenderConfig,
+    data: Interactions,
+    batch_size: usize,
+    train_items: Vec<Vec<u32>>,
+    test_items: Vec<Vec<u32>>,
+    test_users: Vec<u32>,
+    adjacency: NormalizedAdjacency,
+}
+
+impl Recommendation {
+    pub fn new(config: RecommenderConfig, data: Interactions, batch_size: usize, device: &Device) -> Self {
+        let train_items = Interactions::by_user(&data.train, data.num_users);
+        let test_items = Interactions::by_user(&data.test, data.num_users);
+        let test_users = (0..data.num_users as u32).filter(|&u| !test_items[u as usize].is_empty()).collect();
+        let adjacency = LightGcn::adjacency(data.num_users, data.num_items, &data.train, device);
+        Self { config, data, batch_size: batch_size.max(1), train_items, test_items, test_users, adjacency }
+    }
+
+    /// User and item embeddings after propagation, with the net in inference mode.
+    fn embeddings(&self, model: &LightGcn) -> (Tensor<2>, Tensor<2>) {
+        let all = model.propagate(&self.adjacency);
+        let users = all.clone().narrow(0, 0, self.data.num_users);
+        let items = all.narrow(0, self.data.num_users, self.data.num_items);
+        (users, items)
+    }
+
+    /// Calls `visit(user, scores)` for each user, scores over all items with the user's
+    /// training items set to -inf, computed `USERS_PER_BATCH` users at a time.
+    fn rank(&self, model: &LightGcn, users: &[u32], mut visit: impl FnMut(u32, &[f32]) -> Result<()>) -> Result<()> {
+        let (user_embeddings, item_embeddings) = self.embeddings(model);
+        let item_embeddings_t = item_embeddings.transpose();
+        let device = user_embeddings.device();
+        let items = self.data.num_items;
+        for chunk in users.chunks(USERS_PER_BATCH) {
+            let index = Tensor::<1, Int>::from_data(TensorData::new(chunk.iter().map(|&u| u as i64).collect(), [chunk.len()]), &device);
+            let scores = user_embeddings.clone().select(0, index).matmul(item_embeddings_t.clone());
+            let mut scores = scores.into_data().try_to_vec::<f32>().map_err(|err| anyhow!("reading scores: {err:?}"))?;
+            for (row, &user) in scores.chunks_mut(items).zip(chunk) {
+                for &seen in &self.train_items[user as usize] {
+                    row[seen as usize] = f32::NEG_INFINITY;
+                }
+                visit(user, row)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn int_tensor(values: impl Iterator<Item = i64>, len: usize, device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(values.collect::<Vec<_>>(), [len]), device)
+}
+
+impl Task for Recommendation {
+    type Model = LightGcn;
+    type Batch = Vec<[u32; 3]>;
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Lightgcn
+    }
+
+    fn init_model(&self, seed: u64, device: &Device) -> LightGcn {
+        LightGcn::new(&self.config.encoder(), self.data.num_users, self.data.num_items, &mut HostRng::new(seed), device)
+    }
+
+    fn train_batches(&self, rng: &mut HostRng) -> Vec<Self::Batch> {
+        let mut pairs = self.data.train.clone();
+        pairs.shuffle(rng.inner());
+        let items = self.data.num_items as u32;
+        let triples: Vec<[u32; 3]> = pairs
+            .into_iter()
+            .map(|(user, positive)| {
+                let seen = &self.train_items[user as usize];
+                loop {
+                    let negative = rng.inner().random_range(0..items);
+                    if seen.binary_search(&negative).is_err() {
+                        return [user, positive, negative];
+                    }
+                }
+            })
+            .collect();
+        triples.chunks(self.batch_size).map(|c| c.to_vec()).collect()
+    }
+
+    fn train_loss(&self, model: &LightGcn, batch: &Self::Batch, _rng: &mut HostRng) -> Tensor<1> {
+        let device = model.embedding.val().device();
+        let n = batch.len();
+        let offset = self.data.num_users as i64;
+        let users = int_tensor(batch.iter().map(|t| t[0] as i64), n, &device);
+        let positives = int_tensor(batch.iter().map(|t| t[1] as i64 + offset), n, &device);
+        let negatives = int_tensor(batch.iter().map(|t| t[2] as i64 + offset), n, &device);
+        let all = model.propagate(&self.adjacency);
+        let user_rows = all.clone().select(0, users.clone());
+        let positive_scores = (user_rows.clone() * all.clone().select(0, positives.clone())).sum_dim(1);
+        let negative_scores = (user_rows * all.select(0, negatives.clone())).sum_dim(1);
+        let bpr = softplus(negative_scores - positive_scores, 1.0).mean();
+        let initial = model.embedding.val();
+        let squared_norms = [users, positives, negatives]
+            .into_iter()
+            .map(|index| initial.clone().select(0, index).square().sum())
+            .reduce(|a, b| a + b)
+            .expect("three index sets");
+        bpr + squared_norms * (self.config.l2 / (2.0 * n as f64))
+    }
+
+    fn evaluate(&self, model: &LightGcn, _split: Split) -> Result<Metrics> {
+        let ks = &self.config.eval_k;
+        let max_k = ks.iter().copied().max().unwrap_or(20);
+        let mut sums = vec![(0.0, 0.0); ks.len()];
+        self.rank(model, &self.test_users, |user, scores| {
+            let ranked = metrics::top_k(scores, max_k);
+            for (sum, &k) in sums.iter_mut().zip(ks) {
+                let (recall, ndcg) = metrics::recall_ndcg_at_k(&ranked, &self.test_items[user as usize], k);
+                sum.0 += recall;
+                sum.1 += ndcg;
+            }
+            Ok(())
+        })?;
+        let users = self.test_users.len().max(1) as f64;
+        let mut out = Metrics::default();
+        for (&(recall, ndcg), k) in sums.iter().zip(ks) {
+            out.push(format!("recall@{k}"), recall / users);
+            out.push(format!("ndcg@{k}"), ndcg / users);
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Default)]
+pub struct RecommenderFamily;
+
+type RecConfig = RunConfig<RecommenderConfig, InteractionDataConfig>;
+
+impl RecommenderFamily {
+    fn config(doc: &ConfigDoc) -> Result<RecConfig> {
+        let config: RecConfig = doc.typed()?;
+        if config.model.embedding_size == 0 {
+            bail!("model.embedding_size: must be at least 1");
+        }
+        if config.model.eval_k.iter().any(|&k| k == 0) || config.model.eval_k.is_empty() {
+            bail!("model.eval_k: expected a list of cut-offs of at least 1, e.g. [20]");
+        }
+        Ok(config)
+    }
+
+    fn load(config: &RecConfig) -> Result<Interactions> {
+        let data = Interactions::load(&config.data)?;
+        if data.skipped_test_users > 0 {
+            eprintln!(
+                "note: {} test users have no training interactions and are left out of evaluation (they cannot be ranked)",
+                data.skipped_test_users
+            );
+        }
+        Ok(data)
+    }
+
+    fn restore(artifacts: &Artifacts, device: &Device) -> Result<(LightGcn, Recommendation, RecConfig)> {
+        let config = Self::config(&artifacts.config)?;
+        let data = Self::load(&config)?;
+        let expected = (artifacts.info.input.get("num_users").and_then(|v| v.as_u64()), artifacts.info.input.get("num_items").and_then(|v| v.as_u64()));
+        if expected != (Some(data.num_users as u64), Some(data.num_items as u64)) {
+            bail!("{}: the interaction files no longer have the users and items the model was trained on", config.data.train);
+        }
+        let task = Recommendation::new(config.model.clone(), data, config.train.batch_size, device);
+        let model = run_dir::load_weights(task.init_model(config.train.seed, device), ModelKind::Lightgcn, &artifacts.weights)?;
+        Ok((model, task, config))
+    }
+}
+
+impl Family for RecommenderFamily {
+    fn train(&self, job: TrainJob<'_>) -> Result<TrainSummary> {
+        let config = Self::config(job.config)?;
+        let data = Self::load(&config)?;
+        let info = RunInfo {
+            kind: ModelKind::Lightgcn,
+            shopnet_version: env!("CARGO_PKG_VERSION").into(),
+            labels: Vec::new(),
+            input: serde_json::json!({ "num_users": data.num_users, "num_items": data.num_items, "id_base": config.data.id_base }),
+            parameters: (data.num_users + data.num_items) * config.model.embedding_size,
+        };
+        super::write_run_files(job.run_dir, &config, &info, job.resume)?;
+        let task = Recommendation::new(config.model.clone(), data, config.train.batch_size, job.device);
+        let fit = Fit {
+            run_dir: job.run_dir,
+            config: &config.train,
+            checkpoint_secs: config.runtime.checkpoint_secs,
+            device: job.device,
+            stop_after: job.stop_after,
+        };
+        Ok(super::summarize(job.run_dir, train::fit(&task, &fit, job.resume)?))
+    }
+
+    fn evaluate(&self, artifacts: &Artifacts, split: Split, device: &Device) -> Result<Metrics> {
+        let (model, task, _) = Self::restore(artifacts, device)?;
+        task.evaluate(&model, split)
+    }
+
+    fn score(&self, _artifacts: &Artifacts, _input: &str, _output: &Path, _device: &Device) -> Result<usize> {
+        bail!("a recommender ranks items per user: use `shopnet recommend --run RUN_DIR --users all --k 20 --output recs.csv`")
+    }
+
+    fn recommend(&self, artifacts: &Artifacts, users: &str, k: usize, output: &Path, device: &Device) -> Result<usize> {
+        let (model, task, config) = Self::restore(artifacts, device)?;
+        let base = config.data.id_base;
+        let user_list: Vec<u32> = if users == "all" {
+            (0..task.data.num_users as u32).filter(|&u| !task.train_items[u as usize].is_empty()).collect()
+        } else {
+            read_user_ids(Path::new(users), base, &task)?
+        };
+        let file = File::create(output).with_context(|| format!("{}: cannot create", output.display()))?;
+        let mut writer = csv::Writer::from_writer(BufWriter::new(file));
+        writer.write_record(["user_id", "rank", "item_id", "score"])?;
+        let bar = std::io::stderr().is_terminal().then(|| ProgressBar::new(user_list.len() as u64));
+        let mut rows = 0;
+        task.rank(&model, &user_list, |user, scores| {
+            for (rank, item) in metrics::top_k(scores, k).into_iter().enumerate() {
+                let record = [
+                    (user as u64 + base).to_string(),
+                    (rank + 1).to_string(),
+                    (item as u64 + base).to_string(),
+                    format!("{:.6}", scores[item as usize]),
+                ];
+                writer.write_record(&record)?;
+                rows += 1;
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+            Ok(())
+        })?;
+        writer.flush().with_context(|| format!("{}: cannot write", output.display()))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(rows)
+    }
+
+    fn schema(&self, artifacts: &Artifacts) -> serde_json::Value {
+        serde_json::json!({
+            "input": { "format": "user ids as in the training interaction files", "sizes": artifacts.info.input },
+            "output": ["user_id", "rank", "item_id", "score"],
+        })
+    }
+}
+
+/// One user id per line, as in the interaction files; each must be a trained user.
+fn read_user_ids(path: &Path, base: u64, task: &Recommendation) -> Result<Vec<u32>> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut users = Vec::new();
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
+        let raw = line.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let id: u64 = raw.parse().map_err(|_| anyhow!("{}:{}: expected a user id, got {raw:?}", path.display(), number + 1))?;
+        let index = id.checked_sub(base).filter(|&u| (u as usize) < task.data.num_users && !task.train_items[u as usize].is_empty());
+        let index = index.ok_or_else(|| anyhow!("{}:{}: user {id} has no training interactions", path.display(), number + 1))?;
+        users.push(index as u32);
+    }
+    if users.is_empty() {
+        bail!("{}: no user ids", path.display());
+    }
+    Ok(users)
+}
