@@ -55,17 +55,17 @@ pub struct Interactions {
 
 impl Interactions {
     pub fn load(config: &InteractionDataConfig) -> Result<Self> {
-        let train = read_pairs(Path::new(&config.train), config)?;
-        let test = read_pairs(Path::new(&config.test), config)?;
+        let (train, train_max_user) = read_pairs(Path::new(&config.train), config)?;
+        let (test, test_max_user) = read_pairs(Path::new(&config.test), config)?;
         if train.is_empty() {
             bail!("{}: no interactions", config.train);
         }
-        let largest = |pick: fn(&(u64, u64)) -> u64| train.iter().chain(&test).map(pick).max().unwrap_or(0);
-        let num_users = config.num_users.unwrap_or((largest(|p| p.0) + 1) as usize);
-        let num_items = config.num_items.unwrap_or((largest(|p| p.1) + 1) as usize);
-        for (file, pairs) in [(&config.train, &train), (&config.test, &test)] {
-            if let Some(&(u, _)) = pairs.iter().find(|p| p.0 as usize >= num_users) {
-                bail!("{file}: user id {} is outside the declared {num_users} users", u + config.id_base);
+        // A LightGCN line may list a user with no items: it still counts as a user.
+        let num_users = config.num_users.unwrap_or((train_max_user.max(test_max_user) + 1) as usize);
+        let num_items = config.num_items.unwrap_or((train.iter().chain(&test).map(|p| p.1).max().unwrap_or(0) + 1) as usize);
+        for (file, pairs, max_user) in [(&config.train, &train, train_max_user), (&config.test, &test, test_max_user)] {
+            if max_user as usize >= num_users {
+                bail!("{file}: user id {} is outside the declared {num_users} users", max_user + config.id_base);
             }
             if let Some(&(_, i)) = pairs.iter().find(|p| p.1 as usize >= num_items) {
                 bail!("{file}: item id {} is outside the declared {num_items} items", i + config.id_base);
@@ -100,13 +100,15 @@ impl Interactions {
     }
 }
 
-fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<Vec<(u64, u64)>> {
+/// The file's (user, item) pairs and its largest user id.
+fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<(Vec<(u64, u64)>, u64)> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let name = path.display().to_string();
     let mut pairs = Vec::new();
     let mut line = String::new();
     let mut reader = BufReader::new(file);
     let mut number = 0u64;
+    let mut max_user = 0;
     loop {
         line.clear();
         if reader.read_line(&mut line).with_context(|| format!("{name}: cannot read"))? == 0 {
@@ -122,6 +124,7 @@ fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<Vec<(u64, u
                 .ok_or_else(|| anyhow!("{name}:{number}: {what} id {value} is below id_base = {}", config.id_base))
         };
         let user = id(first, "user")?;
+        max_user = max_user.max(user);
         match config.format {
             InteractionFormat::Lightgcn => {
                 for item in fields {
@@ -137,7 +140,7 @@ fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<Vec<(u64, u
     if number == 0 {
         bail!("{name}: the file is empty");
     }
-    Ok(pairs)
+    Ok((pairs, max_user))
 }
 
 #[cfg(test)]
