@@ -21,17 +21,17 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     Gcn,
     Gat,
-    Lightgcn,
+    Recommender,
 }
 
 impl ModelKind {
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Lightgcn];
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Gcn => "gcn",
             ModelKind::Gat => "gat",
-            ModelKind::Lightgcn => "lightgcn",
+            ModelKind::Recommender => "recommender",
         }
     }
 
@@ -391,6 +391,6 @@ mod tests {
     #[test]
     fn unknown_model_kind_lists_known_ones() {
         let err = typed(&BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap_err().to_string();
-        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, lightgcn");
+        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender");
     }
 }

@@ -82,7 +82,7 @@ fn gcn_trains_evaluates_scores_exports_and_inspects_on_cora() {
         assert!(run.join(file).is_file(), "{file} missing");
     }
     let csv = fs::read_to_string(run.join("metrics.csv")).unwrap();
-    assert!(csv.starts_with("epoch,lr,train_loss,val_loss,val_accuracy,val_macro_f1,seconds\n"), "{csv}");
+    assert!(csv.starts_with("epoch,lr,train_loss,val_loss,val_accuracy,val_macro_f1,train_seconds,seconds\n"), "{csv}");
     assert_eq!(csv.lines().count(), 61);
     // After 60 epochs a correct GCN is well above the 0.3 of the majority class.
     let test_accuracy = report_metric(&run, "test_accuracy");
@@ -311,6 +311,18 @@ fn lightgcn_trains_and_recommends_on_lastfm() {
         assert!((1..=5).contains(&rank) && (1..=4489).contains(&item), "{row:?}");
         assert!(!seen.contains(&(user, item)), "recommended a training item: {row:?}");
     }
+}
+
+#[test]
+fn gcn_encoder_recommender_learns_on_lastfm() {
+    let dir = TempDir::new().unwrap();
+    let mut args = lastfm_args("4");
+    args.extend(["--set".to_string(), "model.encoder=gcn".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = train(dir.path(), &args);
+    // Random ranking scores about 0.005 at K = 20.
+    let recall = report_metric(&run, "test_recall@20");
+    assert!(recall > 0.02, "recall@20 {recall}");
 }
 
 #[test]

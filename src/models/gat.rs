@@ -12,7 +12,7 @@ use burn::tensor::activation::{elu, leaky_relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::message_passing::{GraphTensors, LayerInput, scatter_add, segment_softmax};
+use super::message_passing::{GraphTensors, LayerInput, NormalizedAdjacency, scatter_add, segment_softmax};
 use super::random::{HostRng, dropout, zeros_param};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,18 +72,18 @@ impl GatConv {
         }
     }
 
-    pub fn forward(&self, input: LayerInput<'_>, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2> {
-        let n = graph.num_nodes;
+    pub fn forward(&self, input: LayerInput<'_>, adjacency: &NormalizedAdjacency, rng: Option<&mut HostRng>) -> Tensor<2> {
+        let n = adjacency.num_nodes;
         let (heads, features) = (self.heads, self.out_features);
         let h = input.project(self.weight.val(), n).reshape([n, heads, features]);
         let score_src = (h.clone() * self.att_src.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
         let score_dst = (h.clone() * self.att_dst.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
-        let scores = score_src.select(0, graph.adjacency.src.clone()) + score_dst.select(0, graph.adjacency.dst.clone());
-        let attention = segment_softmax(leaky_relu(scores, self.negative_slope), graph.adjacency.dst.clone(), n);
+        let scores = score_src.select(0, adjacency.src.clone()) + score_dst.select(0, adjacency.dst.clone());
+        let attention = segment_softmax(leaky_relu(scores, self.negative_slope), adjacency.dst.clone(), n);
         let attention = dropout(attention, self.attention_dropout, rng);
-        let edges = graph.adjacency.num_edges();
-        let messages = h.select(0, graph.adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
-        let out = scatter_add(messages, graph.adjacency.dst.clone(), n);
+        let edges = adjacency.num_edges();
+        let messages = h.select(0, adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
+        let out = scatter_add(messages, adjacency.dst.clone(), n);
         let out = if self.concat { out.reshape([n, heads * features]) } else { out.mean_dim(1).reshape([n, features]) };
         out + self.bias.val().unsqueeze_dim(0)
     }
@@ -106,9 +106,9 @@ impl Gat {
     /// Class logits `[N, C]`. `rng` is `Some` in training (dropout on), `None` otherwise.
     pub fn forward(&self, graph: &GraphTensors, mut rng: Option<&mut HostRng>) -> Tensor<2> {
         let input = LayerInput::features(&graph.features, self.dropout, rng.as_deref_mut());
-        let hidden = elu(self.conv1.forward(input, graph, rng.as_deref_mut()), 1.0);
+        let hidden = elu(self.conv1.forward(input, &graph.adjacency, rng.as_deref_mut()), 1.0);
         let hidden = dropout(hidden, self.dropout, rng.as_deref_mut());
-        self.conv2.forward(LayerInput::Dense(hidden), graph, rng)
+        self.conv2.forward(LayerInput::Dense(hidden), &graph.adjacency, rng)
     }
 }
 
@@ -172,7 +172,7 @@ mod tests {
                 negative_slope: 0.2,
                 attention_dropout: 0.0,
             };
-            let got = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph, None);
+            let got = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph.adjacency, None);
             let got = got.into_data().try_to_vec::<f32>().unwrap();
             let expected = reference(&x, &w, &a_src, &a_dst, concat);
             assert_eq!(got.len(), expected.len());

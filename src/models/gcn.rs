@@ -12,7 +12,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::message_passing::{GraphTensors, LayerInput};
+use super::message_passing::{GraphTensors, LayerInput, NormalizedAdjacency};
 use super::random::{HostRng, dropout, zeros_param};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,9 +45,9 @@ impl GcnConv {
         Self { weight: rng.glorot([d_in, d_out], d_in, d_out, device), bias: zeros_param([d_out], device) }
     }
 
-    pub fn forward(&self, input: LayerInput<'_>, graph: &GraphTensors) -> Tensor<2> {
-        let projected = input.project(self.weight.val(), graph.num_nodes);
-        graph.adjacency.propagate(projected) + self.bias.val().unsqueeze_dim(0)
+    pub fn forward(&self, input: LayerInput<'_>, adjacency: &NormalizedAdjacency) -> Tensor<2> {
+        let projected = input.project(self.weight.val(), adjacency.num_nodes);
+        adjacency.propagate(projected) + self.bias.val().unsqueeze_dim(0)
     }
 }
 
@@ -78,7 +78,7 @@ impl Gcn {
                 None => LayerInput::features(&graph.features, self.dropout, rng.as_deref_mut()),
                 Some(hidden) => LayerInput::Dense(dropout(hidden, self.dropout, rng.as_deref_mut())),
             };
-            let out = conv.forward(input, graph);
+            let out = conv.forward(input, &graph.adjacency);
             h = Some(if i + 1 < self.convs.len() { relu(out) } else { out });
         }
         h.expect("a GCN has at least one layer")
@@ -138,8 +138,8 @@ mod tests {
             bias: Param::from_tensor(Tensor::from_floats(b, &device)),
         };
         let sparse_input = SparseInput::new(&features, &device);
-        let sparse = conv.forward(LayerInput::Sparse(&sparse_input, sparse_input.values.clone()), &graph);
-        let dense = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph);
+        let sparse = conv.forward(LayerInput::Sparse(&sparse_input, sparse_input.values.clone()), &graph.adjacency);
+        let dense = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph.adjacency);
         let expected = dense_reference(&x, &w, &b);
         for out in [sparse, dense] {
             let got = out.into_data().try_to_vec::<f32>().unwrap();

@@ -2,6 +2,6 @@
 
 pub mod gat;
 pub mod gcn;
-pub mod lightgcn;
+pub mod recommender;
 pub mod message_passing;
 pub mod random;

@@ -47,7 +47,7 @@ pub trait Family {
 
     /// Writes the top `k` items of each user (`users` is `all` or a file of user ids).
     fn recommend(&self, _artifacts: &Artifacts, _users: &str, _k: usize, _output: &Path, _device: &Device) -> Result<usize> {
-        bail!("only recommender models (model.kind = \"lightgcn\") recommend items; use `shopnet score`")
+        bail!("only recommender models (model.kind = \"recommender\") recommend items; use `shopnet score`")
     }
 
     /// The input and output formats, for an export manifest.
@@ -58,7 +58,7 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
     match kind {
         ModelKind::Gcn => Box::new(node_classification::NodeFamily::<Gcn>::default()),
         ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
-        ModelKind::Lightgcn => Box::new(recommendation::RecommenderFamily),
+        ModelKind::Recommender => Box::new(recommendation::RecommenderFamily),
     }
 }
 

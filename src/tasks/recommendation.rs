@@ -1,4 +1,5 @@
-//! Graph recommendation: LightGCN embeddings trained with BPR, evaluated by full ranking.
+//! Graph recommendation: user and item embeddings from a graph encoder (LightGCN, GCN or
+//! GAT), trained with BPR, evaluated by full ranking.
 //!
 //! - Training: each epoch pairs every training interaction (user, positive item) with one
 //!   item the user never interacted with, drawn uniformly (seeded), and minimises
@@ -26,7 +27,7 @@ use crate::config::{ConfigDoc, ModelKind, RunConfig};
 use crate::data::Split;
 use crate::data::interactions::{InteractionDataConfig, Interactions};
 use crate::metrics::{self, Metrics};
-use crate::models::lightgcn::{LightGcn, LightGcnConfig};
+use crate::models::recommender::{Encoder, GraphRecommender, RecommenderNetConfig};
 use crate::models::message_passing::NormalizedAdjacency;
 use crate::models::random::HostRng;
 use crate::run_dir::{self, Artifacts, RunInfo};
@@ -36,11 +37,15 @@ use crate::train::{self, Fit, Task};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecommenderConfig {
-    /// Always `"lightgcn"`; selects this net.
+    /// Always `"recommender"`; selects this family.
     pub kind: String,
+    /// `lightgcn`, `gcn` or `gat`: what each propagation layer is.
+    pub encoder: Encoder,
     pub embedding_size: usize,
     /// Propagation layers K.
     pub layers: usize,
+    /// Attention heads per layer with the GAT encoder; must divide `embedding_size`.
+    pub heads: usize,
     /// Standard deviation of the normal initialisation (LightGCN-PyTorch uses 0.1).
     pub init_std: f64,
     /// Weight of the L2 penalty on the batch's initial embeddings (LightGCN's `decay`).
@@ -51,13 +56,19 @@ pub struct RecommenderConfig {
 
 impl Default for RecommenderConfig {
     fn default() -> Self {
-        Self { kind: "lightgcn".into(), embedding_size: 64, layers: 3, init_std: 0.1, l2: 1e-4, eval_k: vec![20] }
+        Self { kind: "recommender".into(), encoder: Encoder::Lightgcn, embedding_size: 64, layers: 3, heads: 1, init_std: 0.1, l2: 1e-4, eval_k: vec![20] }
     }
 }
 
 impl RecommenderConfig {
-    pub fn encoder(&self) -> LightGcnConfig {
-        LightGcnConfig { embedding_size: self.embedding_size, layers: self.layers, init_std: self.init_std }
+    pub fn net(&self) -> RecommenderNetConfig {
+        RecommenderNetConfig {
+            encoder: self.encoder,
+            embedding_size: self.embedding_size,
+            layers: self.layers,
+            heads: self.heads,
+            init_std: self.init_std,
+        }
     }
 }
 
@@ -79,12 +90,12 @@ impl Recommendation {
         let train_items = Interactions::by_user(&data.train, data.num_users);
         let test_items = Interactions::by_user(&data.test, data.num_users);
         let test_users = (0..data.num_users as u32).filter(|&u| !test_items[u as usize].is_empty()).collect();
-        let adjacency = LightGcn::adjacency(data.num_users, data.num_items, &data.train, device);
+        let adjacency = GraphRecommender::adjacency(config.encoder, data.num_users, data.num_items, &data.train, device);
         Self { config, data, batch_size: batch_size.max(1), train_items, test_items, test_users, adjacency }
     }
 
     /// User and item embeddings after propagation, with the net in inference mode.
-    fn embeddings(&self, model: &LightGcn) -> (Tensor<2>, Tensor<2>) {
+    fn embeddings(&self, model: &GraphRecommender) -> (Tensor<2>, Tensor<2>) {
         let all = model.propagate(&self.adjacency);
         let users = all.clone().narrow(0, 0, self.data.num_users);
         let items = all.narrow(0, self.data.num_users, self.data.num_items);
@@ -93,7 +104,7 @@ impl Recommendation {
 
     /// Calls `visit(user, scores)` for each user, scores over all items with the user's
     /// training items set to -inf, computed `USERS_PER_BATCH` users at a time.
-    fn rank(&self, model: &LightGcn, users: &[u32], mut visit: impl FnMut(u32, &[f32]) -> Result<()>) -> Result<()> {
+    fn rank(&self, model: &GraphRecommender, users: &[u32], mut visit: impl FnMut(u32, &[f32]) -> Result<()>) -> Result<()> {
         let (user_embeddings, item_embeddings) = self.embeddings(model);
         let item_embeddings_t = item_embeddings.transpose();
         let device = user_embeddings.device();
@@ -118,15 +129,15 @@ fn int_tensor(values: impl Iterator<Item = i64>, len: usize, device: &Device) ->
 }
 
 impl Task for Recommendation {
-    type Model = LightGcn;
+    type Model = GraphRecommender;
     type Batch = Vec<[u32; 3]>;
 
     fn kind(&self) -> ModelKind {
-        ModelKind::Lightgcn
+        ModelKind::Recommender
     }
 
-    fn init_model(&self, seed: u64, device: &Device) -> LightGcn {
-        LightGcn::new(&self.config.encoder(), self.data.num_users, self.data.num_items, &mut HostRng::new(seed), device)
+    fn init_model(&self, seed: u64, device: &Device) -> GraphRecommender {
+        GraphRecommender::new(&self.config.net(), self.data.num_users, self.data.num_items, &mut HostRng::new(seed), device)
     }
 
     fn train_batches(&self, rng: &mut HostRng) -> Vec<Self::Batch> {
@@ -148,7 +159,7 @@ impl Task for Recommendation {
         triples.chunks(self.batch_size).map(|c| c.to_vec()).collect()
     }
 
-    fn train_loss(&self, model: &LightGcn, batch: &Self::Batch, _rng: &mut HostRng) -> Tensor<1> {
+    fn train_loss(&self, model: &GraphRecommender, batch: &Self::Batch, _rng: &mut HostRng) -> Tensor<1> {
         let device = model.embedding.val().device();
         let n = batch.len();
         let offset = self.data.num_users as i64;
@@ -169,7 +180,7 @@ impl Task for Recommendation {
         bpr + squared_norms * (self.config.l2 / (2.0 * n as f64))
     }
 
-    fn evaluate(&self, model: &LightGcn, _split: Split) -> Result<Metrics> {
+    fn evaluate(&self, model: &GraphRecommender, _split: Split) -> Result<Metrics> {
         let ks = &self.config.eval_k;
         let max_k = ks.iter().copied().max().unwrap_or(20);
         let mut sums = vec![(0.0, 0.0); ks.len()];
@@ -200,8 +211,12 @@ type RecConfig = RunConfig<RecommenderConfig, InteractionDataConfig>;
 impl RecommenderFamily {
     fn config(doc: &ConfigDoc) -> Result<RecConfig> {
         let config: RecConfig = doc.typed()?;
-        if config.model.embedding_size == 0 {
+        let model = &config.model;
+        if model.embedding_size == 0 {
             bail!("model.embedding_size: must be at least 1");
+        }
+        if model.encoder == Encoder::Gat && (model.heads == 0 || model.embedding_size % model.heads != 0) {
+            bail!("model.heads: must divide model.embedding_size ({}), got {}", model.embedding_size, model.heads);
         }
         if config.model.eval_k.iter().any(|&k| k == 0) || config.model.eval_k.is_empty() {
             bail!("model.eval_k: expected a list of cut-offs of at least 1, e.g. [20]");
@@ -220,7 +235,7 @@ impl RecommenderFamily {
         Ok(data)
     }
 
-    fn restore(artifacts: &Artifacts, device: &Device) -> Result<(LightGcn, Recommendation, RecConfig)> {
+    fn restore(artifacts: &Artifacts, device: &Device) -> Result<(GraphRecommender, Recommendation, RecConfig)> {
         let config = Self::config(&artifacts.config)?;
         let data = Self::load(&config)?;
         let expected = (artifacts.info.input.get("num_users").and_then(|v| v.as_u64()), artifacts.info.input.get("num_items").and_then(|v| v.as_u64()));
@@ -228,7 +243,7 @@ impl RecommenderFamily {
             bail!("{}: the interaction files no longer have the users and items the model was trained on", config.data.train);
         }
         let task = Recommendation::new(config.model.clone(), data, config.train.batch_size, device);
-        let model = run_dir::load_weights(task.init_model(config.train.seed, device), ModelKind::Lightgcn, &artifacts.weights)?;
+        let model = run_dir::load_weights(task.init_model(config.train.seed, device), ModelKind::Recommender, &artifacts.weights)?;
         Ok((model, task, config))
     }
 }
@@ -238,7 +253,7 @@ impl Family for RecommenderFamily {
         let config = Self::config(job.config)?;
         let data = Self::load(&config)?;
         let info = RunInfo {
-            kind: ModelKind::Lightgcn,
+            kind: ModelKind::Recommender,
             shopnet_version: env!("CARGO_PKG_VERSION").into(),
             labels: Vec::new(),
             input: serde_json::json!({ "num_users": data.num_users, "num_items": data.num_items, "id_base": config.data.id_base }),

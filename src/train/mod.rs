@@ -111,11 +111,13 @@ pub fn fit<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<FitOutcome>
             state.steps_done += 1;
         }
 
+        let train_seconds = started.elapsed().as_secs_f64();
         let mut row = Metrics::default();
         row.push("epoch", (epoch + 1) as f64);
         row.push("lr", lr);
         row.push("train_loss", loss_sum / batches.len() as f64);
         row.extend(task.evaluate(&model.valid(), Split::Val)?.prefixed("val_"));
+        row.push("train_seconds", train_seconds);
         row.push("seconds", started.elapsed().as_secs_f64());
 
         let monitored_name = &config.early_stopping.metric;
@@ -278,7 +280,7 @@ impl Progress {
         let summary: Vec<String> = row
             .0
             .iter()
-            .filter(|(n, _)| n != "epoch" && n != "seconds")
+            .filter(|(n, _)| n != "epoch" && !n.ends_with("seconds"))
             .map(|(n, v)| if n == "lr" { format!("{n} {v:.2e}") } else { format!("{n} {v:.4}") })
             .collect();
         let summary = summary.join("  ");
