@@ -326,6 +326,30 @@ fn gcn_encoder_recommender_learns_on_lastfm() {
 }
 
 #[test]
+fn recommender_trains_on_a_taobao_event_log_and_keeps_its_ids() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let events = shared_data("taobao_sample/UserBehavior.csv");
+    let events_set = format!("data.events={events}");
+    let run = train(d, &["--config", &config("recommender_taobao.toml"), "--set", &events_set, "--set", "train.epochs=3"]);
+    assert!(report_metric(&run, "test_recall@10") >= 0.0);
+    let recs = d.join("recs.csv");
+    let output = shopnet(&["recommend", "--run", run.to_str().unwrap(), "--k", "3", "--output", recs.to_str().unwrap()], d);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = fs::read_to_string(&events).unwrap();
+    let users: std::collections::HashSet<&str> = log.lines().map(|l| l.split(',').next().unwrap()).collect();
+    let items: std::collections::HashSet<&str> = log.lines().map(|l| l.split(',').nth(1).unwrap()).collect();
+    let text = fs::read_to_string(&recs).unwrap();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    // The sample has 43 users, each with enough items for 3 recommendations.
+    assert_eq!(rows.len(), 43 * 3);
+    for row in rows {
+        let fields: Vec<&str> = row.split(',').collect();
+        assert!(users.contains(fields[0]) && items.contains(fields[2]), "ids not from the log: {row}");
+    }
+}
+
+#[test]
 fn bad_interaction_files_give_one_clear_line() {
     let dir = TempDir::new().unwrap();
     let d = dir.path();

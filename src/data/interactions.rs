@@ -1,16 +1,22 @@
-//! User-item interactions for recommendation, with a train and a test file.
+//! User-item interactions for recommendation, split into train and test.
 //!
-//! Two text formats, both read line by line:
+//! Three sources, all read line by line:
 //! - `lightgcn`: the LightGCN split format (`train.txt` / `test.txt`): a user id, then the
 //!   ids of the items it interacted with, space-separated, one user per line.
 //! - `pairs`: one interaction per line, `user item [weight]`, tab- or space-separated (the
 //!   LastFM split of LightGCN-PyTorch); the weight column is ignored.
+//! - `taobao`: a Taobao UserBehavior event log (`events`). `behaviors` says which
+//!   behaviors make an interaction and with what weight (a pair's weight is the largest
+//!   among its events; it weighs the pair's edge in the graph). Ids are remapped densely
+//!   and kept for output. Each user's items are ordered by first interaction and the
+//!   latest `test_fraction` of them is held out for testing.
 //!
-//! Ids are non-negative integers, `id_base` (0 or 1) being the smallest; CRLF line ends
-//! are accepted. Users and items are numbered `0..num_users` and `0..num_items`: given in
-//! the config (then an id outside the range is an error) or taken from the largest id seen.
+//! In the two split formats ids are non-negative integers, `id_base` (0 or 1) being the
+//! smallest; CRLF line ends are accepted. Users and items are numbered `0..num_users` and
+//! `0..num_items`: given in the config (then an id outside the range is an error) or taken
+//! from the largest id seen.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,19 +24,34 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
+use super::events::{Behavior, for_each_event};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InteractionFormat {
     Lightgcn,
     Pairs,
+    Taobao,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionDataConfig {
     pub format: InteractionFormat,
-    pub train: String,
-    pub test: String,
+    /// `lightgcn` and `pairs`: the two split files.
+    #[serde(default)]
+    pub train: Option<String>,
+    #[serde(default)]
+    pub test: Option<String>,
+    /// `taobao`: the event log.
+    #[serde(default)]
+    pub events: Option<String>,
+    /// `taobao`: interaction weight per behavior; a behavior absent or weighted 0 is ignored.
+    #[serde(default = "default_behaviors")]
+    pub behaviors: BTreeMap<Behavior, f32>,
+    /// `taobao`: the share of each user's items, latest first, held out for testing.
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
     /// The smallest id in the files: 0 (LightGCN's Gowalla) or 1 (LastFM).
     #[serde(default)]
     pub id_base: u64,
@@ -41,29 +62,69 @@ pub struct InteractionDataConfig {
     pub num_items: Option<usize>,
 }
 
-/// Interactions as (user, item) index pairs, duplicates removed.
+fn default_behaviors() -> BTreeMap<Behavior, f32> {
+    [(Behavior::Pv, 1.0), (Behavior::Fav, 1.0), (Behavior::Cart, 1.0), (Behavior::Buy, 1.0)].into()
+}
+
+fn default_test_fraction() -> f64 {
+    0.2
+}
+
+/// Interactions as (user, item) index pairs, sorted, duplicates removed.
 #[derive(Debug, Clone)]
 pub struct Interactions {
     pub num_users: usize,
     pub num_items: usize,
     pub train: Vec<(u32, u32)>,
+    /// The weight of each training pair (1 in the split formats).
+    pub train_weights: Vec<f32>,
     pub test: Vec<(u32, u32)>,
     /// Test users with no training interaction: they cannot be ranked and are left out
     /// of `test`.
     pub skipped_test_users: usize,
+    /// Original ids by index, for sources whose ids are remapped (`taobao`).
+    pub original_ids: Option<(Vec<u64>, Vec<u64>)>,
+    /// The `id_base` of the split formats.
+    pub id_base: u64,
+}
+
+/// The value of an option that `format` requires.
+fn required<'a>(value: &'a Option<String>, key: &str, format: &str) -> Result<&'a str> {
+    value.as_deref().ok_or_else(|| anyhow!("data.{key}: required with format = \"{format}\""))
 }
 
 impl Interactions {
     pub fn load(config: &InteractionDataConfig) -> Result<Self> {
-        let (train, train_max_user) = read_pairs(Path::new(&config.train), config)?;
-        let (test, test_max_user) = read_pairs(Path::new(&config.test), config)?;
+        match config.format {
+            InteractionFormat::Taobao => {
+                if config.train.is_some() || config.test.is_some() || config.num_users.is_some() || config.num_items.is_some() {
+                    bail!("data: train, test, num_users and num_items do not apply to format = \"taobao\" (it splits data.events itself)");
+                }
+                load_taobao(Path::new(required(&config.events, "events", "taobao")?), config)
+            }
+            InteractionFormat::Lightgcn | InteractionFormat::Pairs => {
+                let format = if config.format == InteractionFormat::Lightgcn { "lightgcn" } else { "pairs" };
+                if config.events.is_some() {
+                    bail!("data.events: only for format = \"taobao\"; format = \"{format}\" reads data.train and data.test");
+                }
+                let train = required(&config.train, "train", format)?;
+                let test = required(&config.test, "test", format)?;
+                Self::load_split(train, test, config)
+            }
+        }
+    }
+
+    fn load_split(train_path: &str, test_path: &str, config: &InteractionDataConfig) -> Result<Self> {
+        let items_per_line = config.format == InteractionFormat::Lightgcn;
+        let (train, train_max_user) = read_pairs(Path::new(train_path), items_per_line, config)?;
+        let (test, test_max_user) = read_pairs(Path::new(test_path), items_per_line, config)?;
         if train.is_empty() {
-            bail!("{}: no interactions", config.train);
+            bail!("{train_path}: no interactions");
         }
         // A LightGCN line may list a user with no items: it still counts as a user.
         let num_users = config.num_users.unwrap_or((train_max_user.max(test_max_user) + 1) as usize);
         let num_items = config.num_items.unwrap_or((train.iter().chain(&test).map(|p| p.1).max().unwrap_or(0) + 1) as usize);
-        for (file, pairs, max_user) in [(&config.train, &train, train_max_user), (&config.test, &test, test_max_user)] {
+        for (file, pairs, max_user) in [(train_path, &train, train_max_user), (test_path, &test, test_max_user)] {
             if max_user as usize >= num_users {
                 bail!("{file}: user id {} is outside the declared {num_users} users", max_user + config.id_base);
             }
@@ -78,17 +139,20 @@ impl Interactions {
             pairs
         };
         let train = to_index(train);
-        let trained_users: HashSet<u32> = train.iter().map(|p| p.0).collect();
-        let all_test = to_index(test);
-        let test: Vec<(u32, u32)> = all_test.iter().copied().filter(|p| trained_users.contains(&p.0)).collect();
-        let skipped_test_users = all_test
-            .iter()
-            .filter(|p| !trained_users.contains(&p.0))
-            .map(|p| p.0)
-            .collect::<HashSet<_>>()
-            .len();
-        Ok(Self { num_users, num_items, train, test, skipped_test_users })
+        let (test, skipped_test_users) = drop_untrained_users(&train, to_index(test));
+        let train_weights = vec![1.0; train.len()];
+        Ok(Self { num_users, num_items, train, train_weights, test, skipped_test_users, original_ids: None, id_base: config.id_base })
     }
+
+    /// The id a user or an item has in the input files.
+    pub fn user_id(&self, index: u32) -> u64 {
+        self.original_ids.as_ref().map_or(index as u64 + self.id_base, |(users, _)| users[index as usize])
+    }
+
+    pub fn item_id(&self, index: u32) -> u64 {
+        self.original_ids.as_ref().map_or(index as u64 + self.id_base, |(_, items)| items[index as usize])
+    }
+
 
     /// Items of each user, from sorted pairs.
     pub fn by_user(pairs: &[(u32, u32)], num_users: usize) -> Vec<Vec<u32>> {
@@ -100,8 +164,77 @@ impl Interactions {
     }
 }
 
-/// The file's (user, item) pairs and its largest user id.
-fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<(Vec<(u64, u64)>, u64)> {
+/// Keeps the test pairs of users that have training pairs; returns them and how many
+/// users were dropped.
+fn drop_untrained_users(train: &[(u32, u32)], test: Vec<(u32, u32)>) -> (Vec<(u32, u32)>, usize) {
+    let trained: HashSet<u32> = train.iter().map(|p| p.0).collect();
+    let skipped: HashSet<u32> = test.iter().filter(|p| !trained.contains(&p.0)).map(|p| p.0).collect();
+    (test.into_iter().filter(|p| trained.contains(&p.0)).collect(), skipped.len())
+}
+
+fn load_taobao(path: &Path, config: &InteractionDataConfig) -> Result<Interactions> {
+    if !(0.0..1.0).contains(&config.test_fraction) {
+        bail!("data.test_fraction: must be in [0, 1), got {}", config.test_fraction);
+    }
+    let mut users: HashMap<u64, u32> = HashMap::new();
+    let mut items: HashMap<u64, u32> = HashMap::new();
+    let (mut user_ids, mut item_ids) = (Vec::new(), Vec::new());
+    // (user, item) -> (weight, first timestamp)
+    let mut pairs: HashMap<(u32, u32), (f32, i64)> = HashMap::new();
+    for_each_event(path, |event| {
+        let weight = config.behaviors.get(&event.behavior).copied().unwrap_or(0.0);
+        if weight <= 0.0 {
+            return Ok(());
+        }
+        let user = *users.entry(event.user).or_insert_with(|| {
+            user_ids.push(event.user);
+            user_ids.len() as u32 - 1
+        });
+        let item = *items.entry(event.item).or_insert_with(|| {
+            item_ids.push(event.item);
+            item_ids.len() as u32 - 1
+        });
+        let entry = pairs.entry((user, item)).or_insert((weight, event.timestamp));
+        entry.0 = entry.0.max(weight);
+        entry.1 = entry.1.min(event.timestamp);
+        Ok(())
+    })?;
+    if pairs.is_empty() {
+        bail!("{}: no event has a behavior weighted above 0 in data.behaviors", path.display());
+    }
+    let mut by_user: Vec<Vec<(i64, u32, f32)>> = vec![Vec::new(); user_ids.len()];
+    for (&(user, item), &(weight, first)) in &pairs {
+        by_user[user as usize].push((first, item, weight));
+    }
+    let mut train: Vec<(u32, u32, f32)> = Vec::new();
+    let mut test = Vec::new();
+    for (user, mut events) in by_user.into_iter().enumerate() {
+        events.sort_unstable_by_key(|&(first, item, _)| (first, item));
+        let held_out = (events.len() as f64 * config.test_fraction).floor() as usize;
+        let cut = events.len() - held_out;
+        train.extend(events[..cut].iter().map(|&(_, item, weight)| (user as u32, item, weight)));
+        test.extend(events[cut..].iter().map(|&(_, item, _)| (user as u32, item)));
+    }
+    train.sort_unstable_by_key(|&(u, i, _)| (u, i));
+    test.sort_unstable();
+    let train_weights = train.iter().map(|t| t.2).collect();
+    let train: Vec<(u32, u32)> = train.into_iter().map(|(u, i, _)| (u, i)).collect();
+    let (test, skipped_test_users) = drop_untrained_users(&train, test);
+    Ok(Interactions {
+        num_users: user_ids.len(),
+        num_items: item_ids.len(),
+        train,
+        train_weights,
+        test,
+        skipped_test_users,
+        original_ids: Some((user_ids, item_ids)),
+        id_base: 0,
+    })
+}
+
+/// The file's (user, item) pairs and its largest user id. With `items_per_line`, a line
+/// is a user and all its items (`lightgcn`); otherwise one pair (`pairs`).
+fn read_pairs(path: &Path, items_per_line: bool, config: &InteractionDataConfig) -> Result<(Vec<(u64, u64)>, u64)> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let name = path.display().to_string();
     let mut pairs = Vec::new();
@@ -125,16 +258,13 @@ fn read_pairs(path: &Path, config: &InteractionDataConfig) -> Result<(Vec<(u64, 
         };
         let user = id(first, "user")?;
         max_user = max_user.max(user);
-        match config.format {
-            InteractionFormat::Lightgcn => {
-                for item in fields {
-                    pairs.push((user, id(item, "item")?));
-                }
-            }
-            InteractionFormat::Pairs => {
-                let item = fields.next().ok_or_else(|| anyhow!("{name}:{number}: expected `user item`, got one field"))?;
+        if items_per_line {
+            for item in fields {
                 pairs.push((user, id(item, "item")?));
             }
+        } else {
+            let item = fields.next().ok_or_else(|| anyhow!("{name}:{number}: expected `user item`, got one field"))?;
+            pairs.push((user, id(item, "item")?));
         }
     }
     if number == 0 {
@@ -154,8 +284,11 @@ mod tests {
         std::fs::write(&test_path, test).unwrap();
         Interactions::load(&InteractionDataConfig {
             format,
-            train: train_path.display().to_string(),
-            test: test_path.display().to_string(),
+            train: Some(train_path.display().to_string()),
+            test: Some(test_path.display().to_string()),
+            events: None,
+            behaviors: default_behaviors(),
+            test_fraction: default_test_fraction(),
             id_base,
             num_users: None,
             num_items,
@@ -186,5 +319,34 @@ mod tests {
         assert!(err.ends_with("test.txt: item id 7 is outside the declared 5 items"), "{err}");
         let err = load(InteractionFormat::Lightgcn, 0, "", "0 1\n", None).unwrap_err().to_string();
         assert!(err.ends_with("train.txt: the file is empty"), "{err}");
+    }
+
+    #[test]
+    fn taobao_log_splits_each_users_latest_items_and_keeps_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
+        // User 7: items 100 (t1), 200 (t2, pv then cart), 300 (t3), 400 (t4), 500 (t5);
+        // user 9: item 100 only, and a fav that the config ignores.
+        let log = "7,100,1,pv,1\n7,200,1,pv,2\n7,200,1,cart,6\n7,300,1,pv,3\n7,400,1,buy,4\n7,500,1,pv,5\n9,100,1,pv,1\n9,600,1,fav,2\n";
+        std::fs::write(&path, log).unwrap();
+        let config = InteractionDataConfig {
+            format: InteractionFormat::Taobao,
+            train: None,
+            test: None,
+            events: Some(path.display().to_string()),
+            behaviors: [(Behavior::Pv, 1.0), (Behavior::Cart, 3.0), (Behavior::Buy, 5.0)].into(),
+            test_fraction: 0.4,
+            id_base: 0,
+            num_users: None,
+            num_items: None,
+        };
+        let data = Interactions::load(&config).unwrap();
+        assert_eq!((data.num_users, data.num_items), (2, 5));
+        // User 7 holds out its 2 latest items (400, 500); user 9 keeps its only one.
+        let train: Vec<(u64, u64)> = data.train.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
+        assert_eq!(train, vec![(7, 100), (7, 200), (7, 300), (9, 100)]);
+        assert_eq!(data.train_weights, vec![1.0, 3.0, 1.0, 1.0]);
+        let test: Vec<(u64, u64)> = data.test.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
+        assert_eq!(test, vec![(7, 400), (7, 500)]);
     }
 }

@@ -1,5 +1,6 @@
 //! Input formats, one loader per format.
 
+pub mod events;
 pub mod graph;
 pub mod interactions;
 pub mod records;

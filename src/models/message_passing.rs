@@ -19,8 +19,9 @@ pub struct GraphTensors {
     pub features: NodeFeatures,
 }
 
-/// An edge list with the symmetric normalisation `1 / sqrt(deg(src) deg(dst))` per
-/// edge, degrees counted over incoming edges: `D^-1/2 A D^-1/2` without building `A`.
+/// An edge list with the symmetric normalisation `w / sqrt(deg(src) deg(dst))` per edge
+/// of weight `w` (1 by default), degrees summing the weights of incoming edges:
+/// `D^-1/2 A D^-1/2` without building `A`.
 #[derive(Clone)]
 pub struct NormalizedAdjacency {
     pub num_nodes: usize,
@@ -33,7 +34,17 @@ pub struct NormalizedAdjacency {
 impl NormalizedAdjacency {
     /// With `self_loops`, one loop per node is appended (GCN's `A + I`).
     pub fn new(num_nodes: usize, edges: &[(u32, u32)], self_loops: bool, device: &Device) -> Self {
+        Self::weighted(num_nodes, edges, None, self_loops, device)
+    }
+
+    /// As [`new`](Self::new), with one weight per edge (self-loops weigh 1).
+    pub fn weighted(num_nodes: usize, edges: &[(u32, u32)], weights: Option<&[f32]>, self_loops: bool, device: &Device) -> Self {
         let loops = if self_loops { num_nodes } else { 0 };
+        let mut weight: Vec<f32> = match weights {
+            Some(w) => w.to_vec(),
+            None => vec![1.0; edges.len()],
+        };
+        weight.resize(edges.len() + loops, 1.0);
         let mut src: Vec<i64> = Vec::with_capacity(edges.len() + loops);
         let mut dst: Vec<i64> = Vec::with_capacity(edges.len() + loops);
         for &(s, d) in edges {
@@ -45,13 +56,14 @@ impl NormalizedAdjacency {
             dst.extend(0..num_nodes as i64);
         }
         let mut degree = vec![0f32; num_nodes];
-        for &d in &dst {
-            degree[d as usize] += 1.0;
+        for (&d, &w) in dst.iter().zip(&weight) {
+            degree[d as usize] += w;
         }
         let norm: Vec<f32> = src
             .iter()
             .zip(&dst)
-            .map(|(&s, &d)| 1.0 / (degree[s as usize] * degree[d as usize]).sqrt())
+            .zip(&weight)
+            .map(|((&s, &d), &w)| w / (degree[s as usize] * degree[d as usize]).sqrt())
             .collect();
         let num_edges = src.len();
         Self {

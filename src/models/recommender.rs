@@ -72,15 +72,17 @@ impl GraphRecommender {
     }
 
     /// The user-item graph over `users + items` nodes, each interaction used in both
-    /// directions; with self-loops for the GCN and GAT encoders, without for LightGCN.
-    pub fn adjacency(encoder: Encoder, num_users: usize, num_items: usize, interactions: &[(u32, u32)], device: &Device) -> NormalizedAdjacency {
+    /// directions with its weight; with self-loops for the GCN and GAT encoders, without
+    /// for LightGCN.
+    pub fn adjacency(encoder: Encoder, num_users: usize, num_items: usize, interactions: &[(u32, u32)], weights: &[f32], device: &Device) -> NormalizedAdjacency {
         let offset = num_users as u32;
         let mut edges = Vec::with_capacity(interactions.len() * 2);
-        for &(user, item) in interactions {
-            edges.push((user, offset + item));
-            edges.push((offset + item, user));
+        let mut edge_weights = Vec::with_capacity(interactions.len() * 2);
+        for (&(user, item), &weight) in interactions.iter().zip(weights) {
+            edges.extend([(user, offset + item), (offset + item, user)]);
+            edge_weights.extend([weight, weight]);
         }
-        NormalizedAdjacency::new(num_users + num_items, &edges, encoder != Encoder::Lightgcn, device)
+        NormalizedAdjacency::weighted(num_users + num_items, &edges, Some(&edge_weights), encoder != Encoder::Lightgcn, device)
     }
 
     /// Final embeddings of every user and item: the mean over layers 0..=K.
@@ -116,7 +118,7 @@ mod tests {
     fn lightgcn_propagation_is_the_mean_of_normalised_layers() {
         let device = Device::flex();
         // One user (node 0) and two items (nodes 1, 2); the user interacted with both.
-        let adjacency = GraphRecommender::adjacency(Encoder::Lightgcn, 1, 2, &[(0, 0), (0, 1)], &device);
+        let adjacency = GraphRecommender::adjacency(Encoder::Lightgcn, 1, 2, &[(0, 0), (0, 1)], &[1.0, 1.0], &device);
         let model = GraphRecommender {
             embedding: Param::from_tensor(Tensor::from_floats([[1.0], [2.0], [4.0]], &device)),
             gcn: Vec::new(),
@@ -140,7 +142,7 @@ mod tests {
         for encoder in [Encoder::Lightgcn, Encoder::Gcn, Encoder::Gat] {
             let config = RecommenderNetConfig { encoder, embedding_size: 8, layers: 2, heads: 2, init_std: 0.1 };
             let model = GraphRecommender::new(&config, 3, 4, &mut HostRng::new(0), &device);
-            let adjacency = GraphRecommender::adjacency(encoder, 3, 4, &[(0, 1), (1, 2), (2, 3)], &device);
+            let adjacency = GraphRecommender::adjacency(encoder, 3, 4, &[(0, 1), (1, 2), (2, 3)], &[1.0, 2.0, 1.0], &device);
             assert_eq!(model.propagate(&adjacency).dims(), [7, 8], "{encoder:?}");
             assert_eq!(model.gcn.len(), if encoder == Encoder::Gcn { 2 } else { 0 });
             assert_eq!(model.gat.len(), if encoder == Encoder::Gat { 2 } else { 0 });

@@ -9,6 +9,7 @@ pub mod recommendation;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::config::{ConfigDoc, ModelKind, RunConfig};
@@ -16,7 +17,7 @@ use crate::data::Split;
 use crate::metrics::Metrics;
 use crate::models::{gat::Gat, gcn::Gcn};
 use crate::run_dir::{self, Artifacts, RunInfo};
-use crate::train::FitOutcome;
+use crate::train::{self, Fit, FitOutcome, Task};
 
 /// A training job as the CLI resolved it.
 pub struct TrainJob<'a> {
@@ -62,8 +63,34 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
     }
 }
 
+/// Writes the run's files and trains `task` with the shared loop.
+pub fn train_task<T: Task, M: serde::Serialize, D: serde::Serialize>(
+    job: &TrainJob<'_>,
+    config: &RunConfig<M, D>,
+    task: &T,
+    labels: Vec<String>,
+    input: serde_json::Value,
+) -> Result<TrainSummary> {
+    let info = RunInfo {
+        kind: task.kind(),
+        shopnet_version: env!("CARGO_PKG_VERSION").into(),
+        labels,
+        input,
+        parameters: task.init_model(config.train.seed, job.device).num_params(),
+    };
+    write_run_files(job.run_dir, config, &info, job.resume)?;
+    let fit = Fit {
+        run_dir: job.run_dir,
+        config: &config.train,
+        checkpoint_secs: config.runtime.checkpoint_secs,
+        device: job.device,
+        stop_after: job.stop_after,
+    };
+    Ok(summarize(job.run_dir, train::fit(task, &fit, job.resume)?))
+}
+
 /// What the trainer's outcome means to the CLI.
-pub fn summarize(run_dir: &Path, outcome: FitOutcome) -> TrainSummary {
+fn summarize(run_dir: &Path, outcome: FitOutcome) -> TrainSummary {
     match outcome {
         FitOutcome::Finished { best_epoch, report } => {
             TrainSummary { run_dir: run_dir.to_path_buf(), best_epoch: Some(best_epoch), epochs_done: 0, report }
@@ -76,7 +103,7 @@ pub fn summarize(run_dir: &Path, outcome: FitOutcome) -> TrainSummary {
 
 /// Writes the fully resolved config (defaults included) and, for a new run, `run.json`.
 /// A resumed run must still describe the same net and classes.
-pub fn write_run_files<M: serde::Serialize, D: serde::Serialize>(dir: &Path, config: &RunConfig<M, D>, info: &RunInfo, resume: bool) -> Result<()> {
+fn write_run_files<M: serde::Serialize, D: serde::Serialize>(dir: &Path, config: &RunConfig<M, D>, info: &RunInfo, resume: bool) -> Result<()> {
     let resolved = toml::to_string_pretty(config)?;
     let text = format!("# Resolved by shopnet {}: every setting of this run, defaults included.\n{resolved}", env!("CARGO_PKG_VERSION"));
     let info_path = dir.join(run_dir::RUN_FILE);

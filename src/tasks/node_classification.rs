@@ -22,9 +22,9 @@ use crate::models::gat::{Gat, GatConfig};
 use crate::models::gcn::{Gcn, GcnConfig};
 use crate::models::message_passing::GraphTensors;
 use crate::models::random::HostRng;
-use crate::run_dir::{self, Artifacts, RunInfo};
+use crate::run_dir::{self, Artifacts};
 use crate::score::ClassScoreWriter;
-use crate::train::{self, Fit, Task};
+use crate::train::Task;
 
 /// A net that maps a graph to per-node class logits.
 pub trait GraphNet: Module + Clone + 'static {
@@ -226,22 +226,8 @@ impl<N: GraphNet> Family for NodeFamily<N> {
         let config = Self::config(job.config)?;
         let graph = Graph::load(&config.data, None)?;
         let task = NodeClassification::<N>::new(config.model.clone(), &graph, graph.num_features, job.device);
-        let info = RunInfo {
-            kind: N::KIND,
-            shopnet_version: env!("CARGO_PKG_VERSION").into(),
-            labels: graph.label_names.clone(),
-            input: serde_json::json!({ "num_features": graph.num_features }),
-            parameters: task.init_model(config.train.seed, job.device).num_params(),
-        };
-        super::write_run_files(job.run_dir, &config, &info, job.resume)?;
-        let fit = Fit {
-            run_dir: job.run_dir,
-            config: &config.train,
-            checkpoint_secs: config.runtime.checkpoint_secs,
-            device: job.device,
-            stop_after: job.stop_after,
-        };
-        Ok(super::summarize(job.run_dir, train::fit(&task, &fit, job.resume)?))
+        let input = serde_json::json!({ "num_features": graph.num_features });
+        super::train_task(&job, &config, &task, graph.label_names.clone(), input)
     }
 
     fn evaluate(&self, artifacts: &Artifacts, split: Split, device: &Device) -> Result<Metrics> {

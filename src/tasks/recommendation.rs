@@ -10,6 +10,7 @@
 //!   have no validation part, so, as in the LightGCN paper's protocol, the test file also
 //!   serves as the validation split that picks the best epoch.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal};
 use std::path::Path;
@@ -30,8 +31,8 @@ use crate::metrics::{self, Metrics};
 use crate::models::recommender::{Encoder, GraphRecommender, RecommenderNetConfig};
 use crate::models::message_passing::NormalizedAdjacency;
 use crate::models::random::HostRng;
-use crate::run_dir::{self, Artifacts, RunInfo};
-use crate::train::{self, Fit, Task};
+use crate::run_dir::{self, Artifacts};
+use crate::train::Task;
 
 /// `[model]` for a recommender: the encoder plus the BPR loss and ranking settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,7 +91,7 @@ impl Recommendation {
         let train_items = Interactions::by_user(&data.train, data.num_users);
         let test_items = Interactions::by_user(&data.test, data.num_users);
         let test_users = (0..data.num_users as u32).filter(|&u| !test_items[u as usize].is_empty()).collect();
-        let adjacency = GraphRecommender::adjacency(config.encoder, data.num_users, data.num_items, &data.train, device);
+        let adjacency = GraphRecommender::adjacency(config.encoder, data.num_users, data.num_items, &data.train, &data.train_weights, device);
         Self { config, data, batch_size: batch_size.max(1), train_items, test_items, test_users, adjacency }
     }
 
@@ -240,7 +241,7 @@ impl RecommenderFamily {
         let data = Self::load(&config)?;
         let expected = (artifacts.info.input.get("num_users").and_then(|v| v.as_u64()), artifacts.info.input.get("num_items").and_then(|v| v.as_u64()));
         if expected != (Some(data.num_users as u64), Some(data.num_items as u64)) {
-            bail!("{}: the interaction files no longer have the users and items the model was trained on", config.data.train);
+            bail!("the interaction data named in [data] no longer has the {:?} users and items the model was trained on", expected);
         }
         let task = Recommendation::new(config.model.clone(), data, config.train.batch_size, device);
         let model = run_dir::load_weights(task.init_model(config.train.seed, device), ModelKind::Recommender, &artifacts.weights)?;
@@ -252,23 +253,9 @@ impl Family for RecommenderFamily {
     fn train(&self, job: TrainJob<'_>) -> Result<TrainSummary> {
         let config = Self::config(job.config)?;
         let data = Self::load(&config)?;
-        let info = RunInfo {
-            kind: ModelKind::Recommender,
-            shopnet_version: env!("CARGO_PKG_VERSION").into(),
-            labels: Vec::new(),
-            input: serde_json::json!({ "num_users": data.num_users, "num_items": data.num_items, "id_base": config.data.id_base }),
-            parameters: (data.num_users + data.num_items) * config.model.embedding_size,
-        };
-        super::write_run_files(job.run_dir, &config, &info, job.resume)?;
+        let input = serde_json::json!({ "num_users": data.num_users, "num_items": data.num_items });
         let task = Recommendation::new(config.model.clone(), data, config.train.batch_size, job.device);
-        let fit = Fit {
-            run_dir: job.run_dir,
-            config: &config.train,
-            checkpoint_secs: config.runtime.checkpoint_secs,
-            device: job.device,
-            stop_after: job.stop_after,
-        };
-        Ok(super::summarize(job.run_dir, train::fit(&task, &fit, job.resume)?))
+        super::train_task(&job, &config, &task, Vec::new(), input)
     }
 
     fn evaluate(&self, artifacts: &Artifacts, split: Split, device: &Device) -> Result<Metrics> {
@@ -281,12 +268,11 @@ impl Family for RecommenderFamily {
     }
 
     fn recommend(&self, artifacts: &Artifacts, users: &str, k: usize, output: &Path, device: &Device) -> Result<usize> {
-        let (model, task, config) = Self::restore(artifacts, device)?;
-        let base = config.data.id_base;
+        let (model, task, _) = Self::restore(artifacts, device)?;
         let user_list: Vec<u32> = if users == "all" {
             (0..task.data.num_users as u32).filter(|&u| !task.train_items[u as usize].is_empty()).collect()
         } else {
-            read_user_ids(Path::new(users), base, &task)?
+            read_user_ids(Path::new(users), &task)?
         };
         let file = File::create(output).with_context(|| format!("{}: cannot create", output.display()))?;
         let mut writer = csv::Writer::from_writer(BufWriter::new(file));
@@ -296,9 +282,9 @@ impl Family for RecommenderFamily {
         task.rank(&model, &user_list, |user, scores| {
             for (rank, item) in metrics::top_k(scores, k).into_iter().enumerate() {
                 let record = [
-                    (user as u64 + base).to_string(),
+                    task.data.user_id(user).to_string(),
                     (rank + 1).to_string(),
-                    (item as u64 + base).to_string(),
+                    task.data.item_id(item).to_string(),
                     format!("{:.6}", scores[item as usize]),
                 ];
                 writer.write_record(&record)?;
@@ -325,8 +311,12 @@ impl Family for RecommenderFamily {
 }
 
 /// One user id per line, as in the interaction files; each must be a trained user.
-fn read_user_ids(path: &Path, base: u64, task: &Recommendation) -> Result<Vec<u32>> {
+fn read_user_ids(path: &Path, task: &Recommendation) -> Result<Vec<u32>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let trained: HashMap<u64, u32> = (0..task.data.num_users as u32)
+        .filter(|&u| !task.train_items[u as usize].is_empty())
+        .map(|u| (task.data.user_id(u), u))
+        .collect();
     let mut users = Vec::new();
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
@@ -335,9 +325,8 @@ fn read_user_ids(path: &Path, base: u64, task: &Recommendation) -> Result<Vec<u3
             continue;
         }
         let id: u64 = raw.parse().map_err(|_| anyhow!("{}:{}: expected a user id, got {raw:?}", path.display(), number + 1))?;
-        let index = id.checked_sub(base).filter(|&u| (u as usize) < task.data.num_users && !task.train_items[u as usize].is_empty());
-        let index = index.ok_or_else(|| anyhow!("{}:{}: user {id} has no training interactions", path.display(), number + 1))?;
-        users.push(index as u32);
+        let index = trained.get(&id).ok_or_else(|| anyhow!("{}:{}: user {id} has no training interactions", path.display(), number + 1))?;
+        users.push(*index);
     }
     if users.is_empty() {
         bail!("{}: no user ids", path.display());
