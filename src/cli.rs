@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<()> {
             let metrics = tasks::family(artifacts.info.kind).evaluate(&artifacts, split, &device)?;
             print!("{}", metrics.table());
             if !artifacts.is_bundle {
-                crate::train::write_report(&artifacts.dir, artifacts.info.kind, None, &metrics.prefixed(&format!("{split}_")))?;
+                crate::train::update_report(&artifacts.dir, artifacts.info.kind, &metrics.prefixed(&format!("{split}_")))?;
             }
             Ok(())
         }

@@ -94,6 +94,8 @@ fn gcn_trains_evaluates_scores_exports_and_inspects_on_cora() {
     let line = table.lines().find(|l| l.starts_with("accuracy")).unwrap();
     let evaluated: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!((evaluated - test_accuracy).abs() < 1e-4, "{evaluated} vs {test_accuracy}");
+    // eval refreshes its split in report.json and keeps the rest.
+    report_metric(&run, "val_accuracy");
 
     let scores = dir.path().join("scores.csv");
     let score = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", "builtin:cora", "--output", scores.to_str().unwrap()], dir.path());

@@ -174,13 +174,28 @@ pub fn fit<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<FitOutcome>
     Ok(FitOutcome::Finished { best_epoch, report })
 }
 
-pub fn write_report(dir: &Path, kind: ModelKind, best_epoch: Option<usize>, metrics: &Metrics) -> Result<()> {
+fn write_report(dir: &Path, kind: ModelKind, best_epoch: Option<usize>, metrics: &Metrics) -> Result<()> {
     let report = serde_json::json!({
         "kind": kind,
         "best_epoch": best_epoch,
         "metrics": metrics.to_json(),
     });
     run_dir::write_json(&dir.join(run_dir::REPORT_FILE), &report)
+}
+
+/// Adds or replaces `metrics` in the run's report, keeping what else it holds (the other
+/// split's metrics, the best epoch), as `shopnet eval` does.
+pub fn update_report(dir: &Path, kind: ModelKind, metrics: &Metrics) -> Result<()> {
+    let path = dir.join(run_dir::REPORT_FILE);
+    let mut report: serde_json::Value = if path.is_file() {
+        run_dir::read_json(&path)?
+    } else {
+        serde_json::json!({ "kind": kind, "best_epoch": null, "metrics": {} })
+    };
+    if let Some(existing) = report.get_mut("metrics").and_then(|m| m.as_object_mut()) {
+        existing.extend(metrics.to_json());
+    }
+    run_dir::write_json(&path, &report)
 }
 
 fn restore<T: Task>(task: &T, dir: &Path, config: &TrainConfig, device: &Device) -> Result<(T::Model, ModuleOptimizer, RunState)> {
