@@ -156,6 +156,10 @@ impl<N: GraphNet> Task for NodeClassification<N> {
         N::build(&self.model_config, self.graph.num_features, self.num_classes, &mut HostRng::new(seed), device)
     }
 
+    fn batches_per_epoch(&self) -> usize {
+        usize::from(!self.nodes[&Split::Train].is_empty())
+    }
+
     fn train_batches(&self, _rng: &mut HostRng) -> Vec<()> {
         vec![()]
     }

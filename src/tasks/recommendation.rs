@@ -141,6 +141,10 @@ impl Task for Recommendation {
         GraphRecommender::new(&self.config.net(), self.data.num_users, self.data.num_items, &mut HostRng::new(seed), device)
     }
 
+    fn batches_per_epoch(&self) -> usize {
+        self.data.train.len().div_ceil(self.batch_size)
+    }
+
     fn train_batches(&self, rng: &mut HostRng) -> Vec<Self::Batch> {
         let mut pairs = self.data.train.clone();
         pairs.shuffle(rng.inner());

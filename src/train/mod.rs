@@ -40,6 +40,9 @@ pub trait Task {
     /// A freshly initialised net on `device`, its random weights drawn from `seed`.
     fn init_model(&self, seed: u64, device: &Device) -> Self::Model;
 
+    /// How many batches `train_batches` returns, without building them.
+    fn batches_per_epoch(&self) -> usize;
+
     /// The training batches of one epoch, shuffled with `rng`.
     fn train_batches(&self, rng: &mut HostRng) -> Vec<Self::Batch>;
 
@@ -77,7 +80,7 @@ pub fn fit<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<FitOutcome>
         bail!("{}: this run already finished ({} epochs); start a new run to train more", fit.run_dir.display(), state.epochs_done);
     }
     eprintln!("{} {} -> {}", if resume { "resuming" } else { "training" }, task.kind(), fit.run_dir.display());
-    let batches_per_epoch = task.train_batches(&mut HostRng::for_epoch(config.seed, 0)).len();
+    let batches_per_epoch = task.batches_per_epoch();
     if batches_per_epoch == 0 {
         bail!("no training examples (the train split is empty)");
     }
