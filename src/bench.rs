@@ -2,11 +2,14 @@
 //!
 //! Each timed epoch is what `shopnet train` does per epoch minus evaluation: forward,
 //! backward, optimiser step, and reading the loss back (which waits for the device).
-//! `scripts/bench_graph_torch.py` times the same nets in PyTorch + PyG for the ratio.
+//! `scripts/bench_graph_torch.py` and `scripts/intent_torch.py` time the same nets in
+//! PyTorch for the ratio.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use anyhow::Result;
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use rand::{RngExt, SeedableRng};
@@ -15,10 +18,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::TrainConfig;
 use crate::data::Split;
 use crate::data::graph::{Graph, GraphDataConfig, SparseFeatures};
+use crate::data::sequences::Examples;
 use crate::models::gat::{Gat, GatConfig};
 use crate::models::gcn::{Gcn, GcnConfig};
+use crate::models::intent::IntentConfig;
 use crate::models::random::HostRng;
 use crate::tasks::node_classification::{GraphNet, NodeClassification};
+use crate::tasks::purchase_intent::PurchaseIntent;
 use crate::train::{Task, optim};
 
 /// A random graph for scale benchmarks: `edges` directed edges drawn uniformly, dense
@@ -59,8 +65,17 @@ pub struct BenchResult {
     pub setup_s: f64,
 }
 
-/// The node-classification nets `shopnet bench` times.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+/// The nets `shopnet bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchNet {
+    Gcn,
+    Gat,
+    /// The purchase-intent CNN + LSTM (the reference `cnn_lstm` workload).
+    Intent,
+}
+
+/// The node-classification nets, timed per full-batch epoch.
+#[derive(Debug, Clone, Copy)]
 pub enum NodeNet {
     Gcn,
     Gat,
@@ -100,6 +115,48 @@ fn time_net<N: GraphNet>(config: N::Config, graph: &Graph, device: &Device, epoc
         min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
         setup_s,
     }
+}
+
+/// Seconds for one purchase-intent training epoch and for inference over the same
+/// sequences: the reference `cnn_lstm` workload.
+pub struct IntentTiming {
+    pub train_s: f64,
+    pub inference_s: f64,
+    pub steps: usize,
+}
+
+/// The reference `cnn_lstm` workload on random full-length sequences of a 10,000-token
+/// vocabulary (a fifth of them buyers): one training epoch at `batch_size`, then
+/// inference over the same sequences at 256.
+pub fn time_intent(sequences: usize, batch_size: usize, device: &Device) -> Result<IntentTiming> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let config = IntentConfig::default();
+    let (length, vocabulary) = (50, 10_000);
+    let examples = Examples {
+        sequence_length: length,
+        users: (0..sequences as u64).collect(),
+        tokens: (0..sequences * length).map(|_| rng.random_range(2..vocabulary as u32)).collect(),
+        labels: (0..sequences).map(|_| rng.random_bool(0.2)).collect(),
+        carts: vec![0; sequences],
+    };
+    let splits = HashMap::from([(Split::Train, examples.clone())]);
+    let task = PurchaseIntent::new(config, vocabulary, batch_size, splits, device);
+    let mut model = task.init_model(0, &device.clone().autodiff());
+    let mut optimizer = optim::build(&TrainConfig::default());
+    let started = Instant::now();
+    let mut host_rng = HostRng::for_epoch(0, 0);
+    let batches = task.train_batches(&mut host_rng);
+    for batch in &batches {
+        let loss = task.train_loss(&model, batch, &mut host_rng);
+        let _: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(1e-3, model, grads);
+    }
+    let _ = device.sync();
+    let train_s = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    task.probabilities(&model.valid(), &examples)?;
+    Ok(IntentTiming { train_s, inference_s: started.elapsed().as_secs_f64(), steps: batches.len() })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.

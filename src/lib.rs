@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod models;
 pub mod run_dir;
 pub mod score;
+pub mod synth;
 pub mod tasks;
 pub mod train;

@@ -123,6 +123,83 @@ pub fn recall_ndcg_at_k(ranked: &[u32], relevant: &[u32], k: usize) -> (f64, f64
     (hits as f64 / relevant.len() as f64, dcg / ideal)
 }
 
+/// Area under the ROC curve: the probability that a random positive scores above a random
+/// negative, ties counting one half (the Mann-Whitney statistic, as scikit-learn computes
+/// it). `None` when the labels hold only one class, where the area is undefined.
+pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    // Sum of the (tie-averaged, 1-based) ranks of the positives.
+    let mut positive_rank_sum = 0.0;
+    let mut start = 0;
+    while start < order.len() {
+        let mut end = start;
+        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
+            end += 1;
+        }
+        let average_rank = (start + end) as f64 / 2.0 + 1.0;
+        positive_rank_sum += average_rank * order[start..=end].iter().filter(|&&i| labels[i]).count() as f64;
+        start = end + 1;
+    }
+    let (p, n) = (positives as f64, negatives as f64);
+    Some((positive_rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// Area under the precision-recall curve as average precision: the mean, over the
+/// positives, of the precision at each distinct score threshold (scikit-learn's
+/// `average_precision_score`). `None` without positives.
+pub fn pr_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut true_positives, mut seen, mut area, mut start) = (0usize, 0usize, 0.0, 0);
+    while start < order.len() {
+        let mut end = start;
+        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
+            end += 1;
+        }
+        let new_positives = order[start..=end].iter().filter(|&&i| labels[i]).count();
+        true_positives += new_positives;
+        seen += end - start + 1;
+        area += new_positives as f64 / positives as f64 * (true_positives as f64 / seen as f64);
+        start = end + 1;
+    }
+    Some(area)
+}
+
+/// Mean binary cross-entropy of probabilities, clamped away from 0 and 1 as scikit-learn does.
+pub fn log_loss(probabilities: &[f32], labels: &[bool]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    let eps = 1e-7;
+    let total: f64 = probabilities
+        .iter()
+        .zip(labels)
+        .map(|(&p, &l)| {
+            let p = (p as f64).clamp(eps, 1.0 - eps);
+            -if l { p.ln() } else { (1.0 - p).ln() }
+        })
+        .sum();
+    total / labels.len() as f64
+}
+
+/// Fraction of examples whose probability is on the side of 0.5 their label is on.
+pub fn binary_accuracy(probabilities: &[f32], labels: &[bool]) -> f64 {
+    if labels.is_empty() {
+        return 0.0;
+    }
+    probabilities.iter().zip(labels).filter(|&(&p, &l)| (p >= 0.5) == l).count() as f64 / labels.len() as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +241,35 @@ mod tests {
         let (recall, ndcg) = recall_ndcg_at_k(&[3, 9, 8, 2], &[9], 4);
         assert_eq!(recall, 1.0);
         assert!((ndcg - 1.0 / 3f64.log2()).abs() < 1e-12, "{ndcg}");
+    }
+
+    #[test]
+    fn roc_auc_by_hand() {
+        // Positives score 0.9 and 0.4; negatives 0.8, 0.3, 0.4. Pairs won: 0.9 beats all 3;
+        // 0.4 beats 0.3, ties 0.4 (half) and loses to 0.8: (3 + 1.5) / 6 = 0.75.
+        let auc = roc_auc(&[0.9, 0.8, 0.3, 0.4, 0.4], &[true, false, false, true, false]).unwrap();
+        assert!((auc - 0.75).abs() < 1e-12, "{auc}");
+        assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+        assert_eq!(roc_auc(&[0.1, 0.2], &[false, true]), Some(1.0));
+    }
+
+    #[test]
+    fn pr_auc_by_hand() {
+        // Ranked 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg): precision 1 at the first
+        // positive, 2/3 at the second; AP = (1 + 2/3) / 2.
+        let ap = pr_auc(&[0.1, 0.7, 0.8, 0.9], &[false, true, false, true]).unwrap();
+        assert!((ap - 5.0 / 6.0).abs() < 1e-12, "{ap}");
+        // A tie between a positive and a negative counts as one threshold: precision 1/2.
+        let tied = pr_auc(&[0.5, 0.5], &[true, false]).unwrap();
+        assert!((tied - 0.5).abs() < 1e-12, "{tied}");
+        assert_eq!(pr_auc(&[0.3], &[false]), None);
+    }
+
+    #[test]
+    fn log_loss_and_accuracy_by_hand() {
+        let loss = log_loss(&[0.8, 0.4], &[true, false]);
+        assert!((loss - (-(0.8f64.ln()) - 0.6f64.ln()) / 2.0).abs() < 1e-6, "{loss}");
+        assert!(log_loss(&[0.0], &[true]) < 16.2, "clamped, not infinite");
+        assert_eq!(binary_accuracy(&[0.8, 0.4, 0.5, 0.2], &[true, true, true, false]), 0.75);
     }
 }

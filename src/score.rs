@@ -1,8 +1,7 @@
-//! Batch scoring output shared by the classifiers: one CSV row per example with its
-//! predicted label and the probability of every class, written as it is produced.
+//! Batch scoring outputs: one CSV row per example, written as it is produced.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -41,6 +40,33 @@ impl ClassScoreWriter {
     /// Flushes the file and returns the number of rows written.
     pub fn finish(mut self) -> Result<usize> {
         self.writer.flush().with_context(|| format!("{}: cannot write", self.path.display()))?;
+        Ok(self.rows)
+    }
+}
+
+/// Writes `user_id,probability` rows (the scoring output).
+pub struct ProbabilityWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    rows: usize,
+}
+
+impl ProbabilityWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
+        let mut out = BufWriter::new(file);
+        writeln!(out, "user_id,probability").with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(Self { path: path.to_path_buf(), out, rows: 0 })
+    }
+
+    pub fn write(&mut self, user: u64, probability: f32) -> Result<()> {
+        writeln!(self.out, "{user},{probability:.6}").with_context(|| format!("{}: cannot write", self.path.display()))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<usize> {
+        self.out.flush().with_context(|| format!("{}: cannot write", self.path.display()))?;
         Ok(self.rows)
     }
 }

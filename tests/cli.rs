@@ -1,4 +1,5 @@
-//! End-to-end tests of the `shopnet` binary on real data (the built-in Cora).
+//! End-to-end tests of the `shopnet` binary on real data (the built-in Cora, and the shared
+//! LastFM and Taobao samples).
 //!
 //! One file on purpose: every integration test file is its own binary to compile.
 
@@ -369,4 +370,95 @@ fn bad_interaction_files_give_one_clear_line() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_user_error(&shopnet(&args, d), needle);
     }
+}
+
+#[test]
+fn purchase_intent_trains_evaluates_scores_and_exports_on_the_taobao_sample() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let events = shared_data("taobao_sample/UserBehavior.csv");
+    let events_set = format!("data.events={events}");
+    let run = train(d, &["--config", &config("intent_taobao.toml"), "--set", &events_set, "--set", "train.epochs=3"]);
+    // The sample's 43 users all have history before the cut; 13 buy in the two days after.
+    let info: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let input = &info["input"];
+    let users: u64 = ["train", "val", "test"].iter().map(|s| input[s]["users"].as_u64().unwrap()).sum();
+    let buyers: u64 = ["train", "val", "test"].iter().map(|s| input[s]["buyers"].as_u64().unwrap()).sum();
+    assert_eq!((users, buyers), (43, 13));
+    let loss = report_metric(&run, "test_loss");
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    assert!(fs::read_to_string(run.join("vocab.csv")).unwrap().starts_with("token_id,behavior,category_id,count\n2,pv,"));
+
+    let bundle = d.join("bundle");
+    let exported = shopnet(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()], d);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert!(bundle.join("vocab.csv").is_file());
+    for source in [&run, &bundle] {
+        let scores = d.join("scores.csv");
+        let scored = shopnet(&["score", "--run", source.to_str().unwrap(), "--input", &events, "--output", scores.to_str().unwrap()], d);
+        assert!(scored.status.success(), "{}", stderr(&scored));
+        let text = fs::read_to_string(&scores).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("user_id,probability"));
+        let rows: Vec<(u64, f64)> = lines
+            .map(|l| {
+                let (user, p) = l.split_once(',').unwrap();
+                (user.parse().unwrap(), p.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(rows.len(), 43);
+        assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "users in ascending order");
+        assert!(rows.iter().all(|&(_, p)| (0.0..=1.0).contains(&p)));
+    }
+    let evaluated = shopnet(&["eval", "--run", bundle.to_str().unwrap(), "--split", "test"], d);
+    assert!(evaluated.status.success() && stdout(&evaluated).contains("roc_auc"), "{}", stderr(&evaluated));
+}
+
+#[test]
+fn purchase_intent_finds_the_planted_signal_of_a_generated_log() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let log = d.join("events.csv");
+    let generated = shopnet(&["synth", "events", "--users", "4000", "--seed", "3", "--out", log.to_str().unwrap()], d);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let events_set = format!("data.events={}", log.display());
+    let run = train(d, &["--config", &config("intent_synth.toml"), "--set", &events_set, "--set", "train.epochs=4"]);
+    // A model that learned nothing scores 0.5; counting carts scores about 0.7 here.
+    let auc = report_metric(&run, "test_roc_auc");
+    let baseline = report_metric(&run, "test_cart_baseline_roc_auc");
+    assert!(auc > 0.7 && baseline > 0.55, "model {auc}, cart baseline {baseline}");
+}
+
+#[test]
+fn bad_event_logs_give_one_clear_line_or_are_skipped_and_counted() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let sample = fs::read_to_string(shared_data("taobao_sample/UserBehavior.csv")).unwrap();
+    let log = d.join("log.csv");
+    let intent = config("intent_taobao.toml");
+    let events_set = format!("data.events={}", log.display());
+    let run_with = |extra: &[&str]| {
+        let mut args = vec!["train", "--config", &intent, "--set", &events_set, "--set", "train.epochs=1"];
+        args.extend_from_slice(extra);
+        shopnet(&args, d)
+    };
+    let cases = [
+        ("1,2268318,2520377,pv\n", "log.csv:4322: expected 5 columns (user_id,item_id,category_id,behavior,timestamp), got 4"),
+        ("1,2268318,2520377,pv,noon\n", "log.csv:4322: timestamp: expected Unix seconds, got \"noon\""),
+        ("1,2268318,2520377,like,1511544070\n", "log.csv:4322: behavior: expected pv, fav, cart or buy, got \"like\""),
+    ];
+    for (bad_row, needle) in cases {
+        fs::write(&log, format!("{sample}{bad_row}")).unwrap();
+        assert_user_error(&run_with(&[]), needle);
+    }
+    fs::write(&log, "").unwrap();
+    assert_user_error(&run_with(&[]), "log.csv: the file has no events");
+    fs::write(&log, &sample).unwrap();
+    assert_user_error(&run_with(&["--set", "data.cut=1600000000"]), "data.cut: 2020-09-13 12:26:40 UTC (1600000000) is after the last event of");
+
+    let bad_rows: String = cases.iter().map(|(row, _)| *row).collect();
+    fs::write(&log, format!("{sample}{bad_rows}")).unwrap();
+    let skipped = run_with(&["--set", "data.skip_bad_rows=true"]);
+    assert!(skipped.status.success(), "{}", stderr(&skipped));
+    assert!(stderr(&skipped).contains("note: skipped 3 rows of"), "{}", stderr(&skipped));
 }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,6 +28,15 @@ impl Behavior {
             _ => return None,
         })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Behavior::Pv => "pv",
+            Behavior::Fav => "fav",
+            Behavior::Cart => "cart",
+            Behavior::Buy => "buy",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +48,31 @@ pub struct Event {
     pub timestamp: i64,
 }
 
-/// Calls `visit` for every event of the log, in file order; the first row that does not
-/// parse is an error naming the file and the line.
-pub fn for_each_event(path: &Path, mut visit: impl FnMut(Event) -> Result<()>) -> Result<()> {
+/// What to do with a row that does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRows {
+    /// Stop with an error naming the file and the line.
+    Fail,
+    /// Leave the row out and count it.
+    Skip,
+}
+
+/// How many rows a pass over a log read and left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub events: u64,
+    pub skipped: u64,
+}
+
+/// Calls `visit` for every event of the log, in file order. A row that does not parse is
+/// an error naming the file and the line, or, with [`BadRows::Skip`], counted and left out.
+pub fn for_each_event(path: &Path, bad_rows: BadRows, mut visit: impl FnMut(Event) -> Result<()>) -> Result<ReadStats> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = String::new();
     let mut number = 0u64;
-    let mut rows = 0u64;
+    let mut stats = ReadStats::default();
     loop {
         line.clear();
         if reader.read_line(&mut line).with_context(|| format!("{name}: cannot read"))? == 0 {
@@ -58,13 +83,19 @@ pub fn for_each_event(path: &Path, mut visit: impl FnMut(Event) -> Result<()>) -
         if text.is_empty() || (number == 1 && text.starts_with("user_id")) {
             continue;
         }
-        visit(parse_event(text).map_err(|problem| anyhow!("{name}:{number}: {problem}"))?)?;
-        rows += 1;
+        match parse_event(text) {
+            Ok(event) => {
+                visit(event)?;
+                stats.events += 1;
+            }
+            Err(_) if bad_rows == BadRows::Skip => stats.skipped += 1,
+            Err(problem) => bail!("{name}:{number}: {problem}"),
+        }
     }
-    if rows == 0 {
-        bail!("{name}: the file has no events");
+    if stats.events == 0 {
+        bail!("{name}: the file has no events{}", if stats.skipped > 0 { format!(" ({} rows did not parse)", stats.skipped) } else { String::new() });
     }
-    Ok(())
+    Ok(stats)
 }
 
 fn parse_event(text: &str) -> Result<Event, String> {
@@ -89,7 +120,7 @@ mod tests {
         let path = dir.path().join("log.csv");
         std::fs::write(&path, text).unwrap();
         let mut out = Vec::new();
-        for_each_event(&path, |event| {
+        for_each_event(&path, BadRows::Fail, |event| {
             out.push(event);
             Ok(())
         })?;
@@ -112,5 +143,20 @@ mod tests {
         assert!(err("1,2,3,pv,yesterday\n").ends_with("log.csv:1: timestamp: expected Unix seconds, got \"yesterday\""));
         assert!(err("1,2,3,like,5\n").ends_with("log.csv:1: behavior: expected pv, fav, cart or buy, got \"like\""));
         assert!(err("").ends_with("log.csv: the file has no events"));
+    }
+
+    #[test]
+    fn skipping_counts_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.csv");
+        std::fs::write(&path, "1,2,3,pv,5\n1,2,pv,5\n2,2,3,like,6\n2,4,3,buy,7\n").unwrap();
+        let mut users = Vec::new();
+        let stats = for_each_event(&path, BadRows::Skip, |event| {
+            users.push(event.user);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(stats, ReadStats { events: 2, skipped: 2 });
+        assert_eq!(users, vec![1, 2]);
     }
 }

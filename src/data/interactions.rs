@@ -24,7 +24,7 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::events::{Behavior, for_each_event};
+use super::events::{BadRows, Behavior, for_each_event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,7 +181,7 @@ fn load_taobao(path: &Path, config: &InteractionDataConfig) -> Result<Interactio
     let (mut user_ids, mut item_ids) = (Vec::new(), Vec::new());
     // (user, item) -> (weight, first timestamp)
     let mut pairs: HashMap<(u32, u32), (f32, i64)> = HashMap::new();
-    for_each_event(path, |event| {
+    for_each_event(path, BadRows::Fail, |event| {
         let weight = config.behaviors.get(&event.behavior).copied().unwrap_or(0.0);
         if weight <= 0.0 {
             return Ok(());

@@ -2,6 +2,7 @@
 
 pub mod gat;
 pub mod gcn;
+pub mod intent;
 pub mod recommender;
 pub mod message_passing;
 pub mod random;

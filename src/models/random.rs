@@ -36,9 +36,30 @@ impl HostRng {
 
     /// Glorot (Xavier) uniform, the initialiser of the GCN and GAT papers.
     pub fn glorot<const D: usize>(&mut self, shape: [usize; D], fan_in: usize, fan_out: usize, device: &Device) -> Param<Tensor<D>> {
-        let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+        self.uniform(shape, (6.0 / (fan_in + fan_out) as f64).sqrt(), device)
+    }
+
+    /// Uniform on `[-bound, bound)`: PyTorch's default for linear, convolution and LSTM
+    /// weights, with `bound = 1 / sqrt(fan_in)`.
+    pub fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f64, device: &Device) -> Param<Tensor<D>> {
+        let bound = bound as f32;
         let len = shape.iter().product();
         let values: Vec<f32> = (0..len).map(|_| self.0.random_range(-bound..bound)).collect();
+        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+    }
+
+    /// One standard normal draw (Box-Muller).
+    pub fn normal(&mut self) -> f32 {
+        let u1: f64 = self.0.random_range(f64::EPSILON..1.0);
+        let u2: f64 = self.0.random_range(0.0..1.0);
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
+    /// A tensor of normal draws with standard deviation `std`: PyTorch's default for
+    /// embedding tables is `std = 1`.
+    pub fn normal_param<const D: usize>(&mut self, shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
+        let len = shape.iter().product();
+        let values: Vec<f32> = (0..len).map(|_| self.normal() * std as f32).collect();
         Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
     }
 }

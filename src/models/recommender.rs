@@ -13,8 +13,7 @@
 //! two row blocks.
 
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor, TensorData};
-use rand::RngExt;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::gat::GatConv;
@@ -57,8 +56,7 @@ impl GraphRecommender {
     pub fn new(config: &RecommenderNetConfig, num_users: usize, num_items: usize, rng: &mut HostRng, device: &Device) -> Self {
         let rows = num_users + num_items;
         let d = config.embedding_size;
-        let values: Vec<f32> = (0..rows * d).map(|_| normal(rng) * config.init_std as f32).collect();
-        let table = Tensor::from_data(TensorData::new(values, [rows, d]), device);
+        let embedding = rng.normal_param([rows, d], config.init_std, device);
         let layers = 0..config.layers;
         let gcn = match config.encoder {
             Encoder::Gcn => layers.clone().map(|_| GcnConv::new(d, d, rng, device)).collect(),
@@ -68,7 +66,7 @@ impl GraphRecommender {
             Encoder::Gat => layers.map(|_| GatConv::new(d, d / config.heads, config.heads, true, 0.2, 0.0, rng, device)).collect(),
             _ => Vec::new(),
         };
-        Self { embedding: Param::from_tensor(table), gcn, gat, num_users, layers: config.layers }
+        Self { embedding, gcn, gat, num_users, layers: config.layers }
     }
 
     /// The user-item graph over `users + items` nodes, each interaction used in both
@@ -101,13 +99,6 @@ impl GraphRecommender {
         }
         sum / (self.layers + 1) as f64
     }
-}
-
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut HostRng) -> f32 {
-    let u1: f64 = rng.inner().random_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.inner().random_range(0.0..1.0);
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! `train`, `eval`, `score` and `export` are the same commands for every net.
 
 pub mod node_classification;
+pub mod purchase_intent;
 pub mod recommendation;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,12 @@ pub trait Family {
 
     /// The input and output formats, for an export manifest.
     fn schema(&self, artifacts: &Artifacts) -> serde_json::Value;
+
+    /// Files of the run besides weights and config that scoring needs (a vocabulary, a
+    /// tokenizer): `export` copies them into the bundle.
+    fn run_files(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 pub fn family(kind: ModelKind) -> Box<dyn Family> {
@@ -60,6 +67,7 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
         ModelKind::Gcn => Box::new(node_classification::NodeFamily::<Gcn>::default()),
         ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
         ModelKind::Recommender => Box::new(recommendation::RecommenderFamily),
+        ModelKind::Intent => Box::new(purchase_intent::IntentFamily),
     }
 }
 

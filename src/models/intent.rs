@@ -1,0 +1,265 @@
+//! Purchase-intent net: a CNN + LSTM over a user's event tokens (reference-models.md,
+//! section 1; the convolution-then-recurrence pattern of Zhou et al., "A C-LSTM Neural
+//! Network for Text Classification", 2015, applied to behaviour sequences).
+//!
+//! `Embedding(V, 50) -> Conv1d(50 -> 64, k 3, pad 1) + ReLU -> MaxPool1d(2) -> LSTM(64 -> 100)
+//! -> last hidden state -> Dropout(0.2) -> Linear(100 -> 1)`: one logit per user.
+//!
+//! Tensor names and layouts are PyTorch's for the same modules (`embedding.weight`,
+//! `conv.weight` `[out, in, k]`, `lstm.weight_ih_l0` `[4H, in]` with gates in i, f, g, o
+//! order, `head.weight` `[1, H]`), so a `state_dict` of scripts/intent_torch.py loads
+//! with no key table at all.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::module::embedding;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::random::{HostRng, dropout};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntentConfig {
+    /// Always `"intent"`; selects this net.
+    pub kind: String,
+    pub embedding_size: usize,
+    pub conv_channels: usize,
+    /// Odd, so that `kernel_size / 2` padding keeps the sequence length.
+    pub kernel_size: usize,
+    pub pool: usize,
+    pub hidden: usize,
+    pub dropout: f64,
+    /// Weight of the positive class in the loss (PyTorch's `pos_weight`): above 1 when
+    /// buyers are rare and recall on them matters more than calibration.
+    pub pos_weight: f64,
+}
+
+impl Default for IntentConfig {
+    fn default() -> Self {
+        Self { kind: "intent".into(), embedding_size: 50, conv_channels: 64, kernel_size: 3, pool: 2, hidden: 100, dropout: 0.2, pos_weight: 1.0 }
+    }
+}
+
+/// A token table whose row 0 (padding) is held at zero, as PyTorch's `padding_idx = 0`.
+#[derive(Module, Debug)]
+pub struct TokenEmbedding {
+    pub weight: Param<Tensor<2>>,
+}
+
+impl TokenEmbedding {
+    fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let weight = self.weight.val();
+        let [rows, _] = weight.dims();
+        let mut keep = vec![1.0f32; rows];
+        keep[0] = 0.0;
+        let keep = Tensor::<1>::from_data(TensorData::new(keep, [rows]), &weight.device()).unsqueeze_dim(1);
+        embedding(weight * keep, tokens)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Conv {
+    pub weight: Param<Tensor<3>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+/// A one-layer LSTM that projects every timestep's input in one matrix product and then
+/// runs one fused `[H, 4H]` product per step (burn-nn's LSTM runs eight small ones).
+#[derive(Module, Debug)]
+pub struct Lstm {
+    pub weight_ih_l0: Param<Tensor<2>>,
+    pub weight_hh_l0: Param<Tensor<2>>,
+    pub bias_ih_l0: Param<Tensor<1>>,
+    pub bias_hh_l0: Param<Tensor<1>>,
+}
+
+impl Lstm {
+    /// `[batch, time, in]` to the last hidden state `[batch, hidden]`.
+    ///
+    /// Every gate goes through one sigmoid over the whole `[batch, 4H]` slab, with
+    /// `tanh(x) = 2 sigmoid(2x) - 1` for the cell gate and the cell output: on burn-flex a
+    /// tanh costs several times a sigmoid per element, and one wide call costs less than
+    /// four narrow ones. The factor 2 for the cell gate is folded into the input
+    /// projection and the recurrent weights once per forward pass, not per step.
+    fn last_hidden(&self, input: Tensor<3>) -> Tensor<2> {
+        let [batch, time, width] = input.dims();
+        let [gates, hidden] = self.weight_hh_l0.dims();
+        let device = input.device();
+        let mut scale = vec![1.0f32; gates];
+        scale[2 * hidden..3 * hidden].fill(2.0);
+        let scale = Tensor::<1>::from_data(TensorData::new(scale, [gates]), &device).unsqueeze_dim::<2>(0);
+        let bias = (self.bias_ih_l0.val() + self.bias_hh_l0.val()).unsqueeze_dim(0);
+        let projected = ((input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose()) + bias) * scale.clone())
+            .reshape([batch, time, gates]);
+        let recurrent = self.weight_hh_l0.val().transpose() * scale;
+        let mut h = Tensor::<2>::zeros([batch, hidden], &device);
+        let mut c = Tensor::<2>::zeros([batch, hidden], &device);
+        for t in 0..time {
+            let step = projected.clone().slice([0..batch, t..t + 1, 0..gates]).reshape([batch, gates]) + h.matmul(recurrent.clone());
+            let mut chunks = sigmoid(step).chunk(4, 1).into_iter();
+            let (Some(i), Some(f), Some(g), Some(o)) = (chunks.next(), chunks.next(), chunks.next(), chunks.next()) else {
+                unreachable!("chunk(4) of a [batch, 4H] tensor gives four parts")
+            };
+            c = f * c + i * g.mul_scalar(2.0).sub_scalar(1.0);
+            h = o * sigmoid(c.clone().mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0);
+        }
+        h
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Head {
+    pub weight: Param<Tensor<2>>,
+    pub bias: Param<Tensor<1>>,
+}
+
+#[derive(Module, Debug)]
+pub struct IntentNet {
+    pub embedding: TokenEmbedding,
+    pub conv: Conv,
+    pub lstm: Lstm,
+    pub head: Head,
+    pub pool: usize,
+    pub dropout: f64,
+}
+
+impl IntentNet {
+    /// PyTorch's default initialisation of each module, drawn from `rng`.
+    pub fn new(config: &IntentConfig, num_tokens: usize, rng: &mut HostRng, device: &Device) -> Self {
+        let (e, c, k, h) = (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
+        let conv_bound = 1.0 / ((e * k) as f64).sqrt();
+        let lstm_bound = 1.0 / (h as f64).sqrt();
+        let head_bound = 1.0 / (h as f64).sqrt();
+        Self {
+            embedding: TokenEmbedding { weight: rng.normal_param([num_tokens, e], 1.0, device) },
+            conv: Conv { weight: rng.uniform([c, e, k], conv_bound, device), bias: rng.uniform([c], conv_bound, device) },
+            lstm: Lstm {
+                weight_ih_l0: rng.uniform([4 * h, c], lstm_bound, device),
+                weight_hh_l0: rng.uniform([4 * h, h], lstm_bound, device),
+                bias_ih_l0: rng.uniform([4 * h], lstm_bound, device),
+                bias_hh_l0: rng.uniform([4 * h], lstm_bound, device),
+            },
+            head: Head { weight: rng.uniform([1, h], head_bound, device), bias: rng.uniform([1], head_bound, device) },
+            pool: config.pool,
+            dropout: config.dropout,
+        }
+    }
+
+    /// Token ids `[batch, L]` (left-padded with 0) to purchase logits `[batch]`; `rng`
+    /// drives dropout and is `None` in inference.
+    pub fn forward(&self, tokens: Tensor<2, Int>, rng: Option<&mut HostRng>) -> Tensor<1> {
+        let [batch, _] = tokens.dims();
+        let convolved = relu(self.conv.forward(self.embedding.forward(tokens)));
+        let last = self.lstm.last_hidden(max_pool_time(convolved, self.pool));
+        let last = dropout(last, self.dropout, rng);
+        (last.matmul(self.head.weight.val().transpose()) + self.head.bias.val().unsqueeze_dim(0)).reshape([batch])
+    }
+}
+
+impl Conv {
+    /// A same-padded 1-d convolution over time on `[batch, time, channels]`, computed as
+    /// one matrix product of the `kernel` shifted copies of the input laid side by side
+    /// (im2col): on burn-flex this is faster than `conv1d` and needs no transposes, since
+    /// the embedding, the pooling and the LSTM all work time-major.
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, time, width] = x.dims();
+        let [channels, _, kernel] = self.weight.dims();
+        let pad = kernel / 2;
+        let device = x.device();
+        let padded = Tensor::cat(vec![Tensor::zeros([batch, pad, width], &device), x, Tensor::zeros([batch, pad, width], &device)], 1);
+        let shifted: Vec<Tensor<3>> = (0..kernel).map(|k| padded.clone().narrow(1, k, time)).collect();
+        let columns = Tensor::cat(shifted, 2).reshape([batch * time, kernel * width]);
+        // [out, in, k] -> [k * in, out], matching the column order (shift-major).
+        let weight = self.weight.val().permute([2, 1, 0]).reshape([kernel * width, channels]);
+        (columns.matmul(weight) + self.bias.val().unsqueeze_dim(0)).reshape([batch, time, channels])
+    }
+}
+
+/// Non-overlapping max-pooling over time (`MaxPool1d(k)`, floor mode) on
+/// `[batch, time, channels]`: consecutive steps side by side, then an element-wise max
+/// of the `k` slices, which is several times faster on burn-flex than `max_pool1d`.
+fn max_pool_time(x: Tensor<3>, k: usize) -> Tensor<3> {
+    let [batch, time, channels] = x.dims();
+    let out = time / k;
+    let windows = x.narrow(1, 0, out * k).reshape([batch, out, k * channels]);
+    (1..k).fold(windows.clone().narrow(2, 0, channels), |max, j| max.max_pair(windows.clone().narrow(2, j * channels, channels)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A net whose every weight is zero except the ones a test sets.
+    fn zero_net(config: &IntentConfig, num_tokens: usize, device: &Device) -> IntentNet {
+        let zeros = |len: usize| vec![0.0f32; len];
+        let (e, c, k, h) = (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
+        let p2 = |values: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device));
+        let p1 = |values: Vec<f32>| Param::from_tensor(Tensor::from_data(TensorData::new(values.clone(), [values.len()]), device));
+        IntentNet {
+            embedding: TokenEmbedding { weight: p2(zeros(num_tokens * e), [num_tokens, e]) },
+            conv: Conv { weight: Param::from_tensor(Tensor::from_data(TensorData::new(zeros(c * e * k), [c, e, k]), device)), bias: p1(zeros(c)) },
+            lstm: Lstm {
+                weight_ih_l0: p2(zeros(4 * h * c), [4 * h, c]),
+                weight_hh_l0: p2(zeros(4 * h * h), [4 * h, h]),
+                bias_ih_l0: p1(zeros(4 * h)),
+                bias_hh_l0: p1(zeros(4 * h)),
+            },
+            head: Head { weight: p2(vec![1.0; h], [1, h]), bias: p1(vec![0.0]) },
+            pool: config.pool,
+            dropout: 0.0,
+        }
+    }
+
+    #[test]
+    fn lstm_with_zero_weights_follows_the_gate_equations() {
+        // With all weights zero and gate biases b: i = f = o = sigmoid(b), g = tanh(b); over T
+        // steps c_t = f c_{t-1} + i g and h_T = o tanh(c_T), the same for every unit.
+        let device = Device::flex();
+        let config = IntentConfig { embedding_size: 2, conv_channels: 2, hidden: 3, ..IntentConfig::default() };
+        let mut net = zero_net(&config, 5, &device);
+        let b = 0.5f32;
+        net.lstm.bias_ih_l0 = Param::from_tensor(Tensor::from_data(TensorData::new(vec![b; 12], [12]), &device));
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 0, 3, 4, 1, 2], [1, 6]), &device);
+        let logit = net.forward(tokens, None).into_data().try_to_vec::<f32>().unwrap()[0];
+        let (s, g) = (1.0 / (1.0 + (-b).exp()), b.tanh());
+        let mut c = 0.0f32;
+        for _ in 0..3 {
+            c = s * c + s * g;
+        }
+        let expected = 3.0 * s * c.tanh();
+        assert!((logit - expected).abs() < 1e-5, "{logit} vs {expected}");
+    }
+
+    #[test]
+    fn convolution_and_pooling_match_burns_reference_ops() {
+        use burn::tensor::module::{conv1d, max_pool1d};
+        use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+        let device = Device::flex();
+        let mut rng = HostRng::new(3);
+        let conv = Conv { weight: rng.uniform([4, 3, 3], 1.0, &device), bias: rng.uniform([4], 1.0, &device) };
+        let x: Tensor<3> = rng.uniform([2, 7, 3], 1.0, &device).val();
+        let ours = max_pool_time(conv.forward(x.clone()), 2).swap_dims(1, 2);
+        let reference = conv1d(x.swap_dims(1, 2), conv.weight.val(), Some(conv.bias.val()), ConvOptions::new([1], [1], [1], 1));
+        let reference = max_pool1d(reference, MaxPoolOptions::new([2]));
+        assert_eq!(ours.dims(), [2, 4, 3]);
+        let (ours, reference) = (ours.into_data().try_to_vec::<f32>().unwrap(), reference.into_data().try_to_vec::<f32>().unwrap());
+        assert!(ours.iter().zip(&reference).all(|(a, b)| (a - b).abs() < 1e-5), "{ours:?} vs {reference:?}");
+    }
+
+    #[test]
+    fn padding_rows_contribute_nothing() {
+        // Only the embedding of token 0 is non-zero and the convolution sums its inputs: a
+        // sequence of padding must give the same logit as the all-zero net.
+        let device = Device::flex();
+        let config = IntentConfig { embedding_size: 1, conv_channels: 1, hidden: 1, kernel_size: 1, ..IntentConfig::default() };
+        let mut net = zero_net(&config, 3, &device);
+        net.embedding.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![5.0f32, 0.0, 0.0], [3, 1]), &device));
+        net.conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32], [1, 1, 1]), &device));
+        net.lstm.weight_ih_l0 = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32; 4], [4, 1]), &device));
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64; 4], [1, 4]), &device);
+        let logit = net.forward(tokens, None).into_data().try_to_vec::<f32>().unwrap()[0];
+        // All-zero gates: i = f = o = 1/2, g = 0, so c stays 0 and h = 0.
+        assert!(logit.abs() < 1e-7, "{logit}");
+    }
+}
