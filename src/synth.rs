@@ -36,7 +36,7 @@ const DAY: i64 = 86_400;
 const HISTORY_DAYS: i64 = 8;
 /// Where history ends and the one-day label window starts.
 pub const CUT: i64 = START + HISTORY_DAYS * DAY;
-const CATEGORIES: u64 = 2_000;
+const CATEGORIES: u64 = 200;
 const ITEMS_PER_CATEGORY: u64 = 1_000;
 const MEAN_EVENTS: f64 = 50.0;
 const MAX_EVENTS: usize = 500;

@@ -423,10 +423,12 @@ fn purchase_intent_finds_the_planted_signal_of_a_generated_log() {
     assert!(generated.status.success(), "{}", stderr(&generated));
     let events_set = format!("data.events={}", log.display());
     let run = train(d, &["--config", &config("intent_synth.toml"), "--set", &events_set, "--set", "train.epochs=4"]);
-    // A model that learned nothing scores 0.5; counting carts scores about 0.7 here.
+    // A model that learned nothing scores 0.5 (this one about 0.80 after 4 epochs); the
+    // baseline that counts carts scores about 0.85. Beating it takes more users and
+    // epochs: the 50,000-user run in the README scores 0.88 against 0.81.
     let auc = report_metric(&run, "test_roc_auc");
     let baseline = report_metric(&run, "test_cart_baseline_roc_auc");
-    assert!(auc > 0.7 && baseline > 0.55, "model {auc}, cart baseline {baseline}");
+    assert!(auc > 0.7 && baseline > 0.75, "model {auc}, cart baseline {baseline}");
 }
 
 #[test]
