@@ -5,3 +5,4 @@ pub mod gcn;
 pub mod recommender;
 pub mod message_passing;
 pub mod random;
+pub mod vgg;

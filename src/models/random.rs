@@ -41,6 +41,19 @@ impl HostRng {
         let values: Vec<f32> = (0..len).map(|_| self.0.random_range(-bound..bound)).collect();
         Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
     }
+
+    /// Normal(0, std) weights (Box-Muller), as torchvision initialises VGG.
+    pub fn normal<const D: usize>(&mut self, shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
+        let len: usize = shape.iter().product();
+        let values: Vec<f32> = (0..len)
+            .map(|_| {
+                let u1: f64 = 1.0 - self.0.random::<f64>();
+                let u2: f64 = self.0.random();
+                (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect();
+        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+    }
 }
 
 pub fn zeros_param<const D: usize>(shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
@@ -70,6 +83,14 @@ mod tests {
         let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
         assert!((kept - 0.4).abs() < 0.01, "kept {kept}");
         assert!(mask.iter().all(|&m| m == 0.0 || (m - 2.5).abs() < 1e-6));
+    }
+
+    #[test]
+    fn normal_has_requested_moments() {
+        let values = HostRng::new(3).normal([50_000], 0.5, &Device::flex()).val().into_data().try_to_vec::<f32>().unwrap();
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!(mean.abs() < 0.01 && (var.sqrt() - 0.5).abs() < 0.01, "mean {mean} std {}", var.sqrt());
     }
 
     #[test]
