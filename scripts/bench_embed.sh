@@ -13,6 +13,7 @@ COUNT="${COUNT:-100000}"
 QUERIES="${QUERIES:-1000}"
 THREADS="${THREADS:-2}"
 WORK="${WORK:-$(mktemp -d)}"
+mkdir -p "$WORK"
 cargo build -q
 BIN="${CARGO_TARGET_DIR:-target}/debug/shopnet"
 export RAYON_NUM_THREADS="$THREADS"
