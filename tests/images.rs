@@ -248,3 +248,28 @@ fn vgg16_preset_loads_a_torchvision_state_dict() {
     assert_eq!(loaded.loaded, 30);
     assert_eq!(loaded.kept.len(), 2, "{:?}", loaded.kept);
 }
+
+#[test]
+fn vgg16_preset_fine_tunes_from_a_torchvision_checkpoint() {
+    let dir = TempDir::new().unwrap();
+    let source = format!("data.source={}", fashion().join("index.csv").display());
+    let pretrained = format!("model.pretrained={}", repo().join("tests/data/vgg16_tiny.safetensors").display());
+    let config = config();
+    let args = [
+        "train", "--config", &config, "--out", "runs", "--set", &source, "--set", "model.preset=\"vgg16\"",
+        "--set", "model.blocks=[4, 4, \"M\", 8, 8, \"M\", 16, 16, 16, \"M\", 32, 32, 32, \"M\", 32, 32, 32, \"M\"]",
+        "--set", "model.embedding_size=32", "--set", "model.input_size=32", "--set", &pretrained,
+        "--set", "train.epochs=1", "--set", "runtime.threads=2",
+    ];
+    let output = shopnet(&args, dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("loaded 32 tensors"), "{}", stderr(&output));
+    // The run's weights keep torchvision's names, gaps closed.
+    let text = stdout(&output);
+    let run = dir.path().join(text.lines().find(|l| l.starts_with("run ")).unwrap().split_whitespace().nth(1).unwrap());
+    let weights = fs::read(run.join("best.safetensors")).unwrap();
+    let header = String::from_utf8_lossy(&weights[8..8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize]).into_owned();
+    for name in ["features.12.weight", "classifier.2.bias"] {
+        assert!(header.contains(name), "{name} not in {header}");
+    }
+}

@@ -92,6 +92,8 @@ impl Task for ImageClassification {
 
     fn init_model(&self, seed: u64, device: &Device) -> Vgg {
         match &self.start {
+            // Loaded tensors arrive without gradient tracking; a training device needs it back.
+            Some(start) if device.is_autodiff() => start.clone().fork(device).set_require_grad(true).train(),
             Some(start) => start.clone().fork(device),
             None => Vgg::new(&self.spec, self.num_classes(), &mut HostRng::new(seed), device),
         }
