@@ -85,6 +85,42 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Embed images with a trained image model: an index of L2-normalised embeddings.
+    #[command(after_help = "Example:\n  shopnet embed --run checkpoints/vgg_fashion-20261128-101500 --input catalogue/ --output catalogue.safetensors\n\nWrites catalogue.safetensors (an F32 [N, D] matrix `embeddings`, with the run and its weights' sha256 as metadata) and catalogue.ids.csv (row,id,label).")]
+    Embed {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// A folder of images (optionally one sub-folder per class), a CSV with a path column, or an IDX image file.
+        #[arg(long, value_name = "DIR|CSV|IDX")]
+        input: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Find the K most similar items of an embedding index (exact cosine search).
+    #[command(after_help = "Examples:\n  shopnet similar --index catalogue.safetensors --query photo.png --k 10\n  shopnet similar --index catalogue.safetensors --query test1000/2/0000.png --k 5     # an id in the index\n  shopnet similar --index catalogue.safetensors --queries queries.txt --k 10 --output neighbours.csv")]
+    Similar {
+        /// An index written by shopnet embed.
+        #[arg(long, value_name = "EMBEDDINGS")]
+        index: PathBuf,
+        /// An image file, or the id of an item in the index (which is then left out of its own answer).
+        #[arg(long, value_name = "IMAGE|ID", required_unless_present = "queries", conflicts_with = "queries")]
+        query: Option<String>,
+        /// A file with one query (image path or id) per line.
+        #[arg(long, value_name = "FILE", requires = "output")]
+        queries: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// CSV of query,rank,id,label,score (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The model that embeds query images (default: the run that built the index; another model is refused).
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Write a self-contained serving bundle: model.safetensors, config.toml, manifest.json.
     #[command(after_help = "Example:\n  shopnet export --run checkpoints/gat_cora-20261128-101500 --out bundles/gat_cora")]
     Export {
@@ -130,6 +166,21 @@ enum Command {
         edges: Option<usize>,
         #[arg(long)]
         features: Option<usize>,
+    },
+    /// Time the reference image workload: one training epoch and one inference pass of the VGG reference net over generated 3x32x32 images.
+    #[command(name = "bench-vgg", after_help = "Example (the reference workload, see README, Product images):\n  shopnet bench-vgg --threads 2")]
+    BenchVgg {
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 2048)]
+        images: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 256)]
+        infer_batch: usize,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
 }
 
@@ -208,6 +259,29 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {rows} recommendations to {}", output.display());
             Ok(())
         }
+        Command::Embed { run, input, output, device } => {
+            let artifacts = Artifacts::open(&run)?;
+            let device = open_device(device.as_deref(), &artifacts.config)?;
+            let rows = tasks::family(artifacts.info.kind).embed(&artifacts, &input, &output, &device)?;
+            println!("wrote {rows} embeddings to {} (ids in {})", output.display(), crate::embeddings::ids_path(&output).display());
+            Ok(())
+        }
+        Command::Similar { index, query, queries, k, output, run, device } => {
+            if k == 0 {
+                bail!("--k: must be at least 1");
+            }
+            let queries = match (query, queries) {
+                (Some(q), _) => vec![q],
+                (None, Some(file)) => read_queries(&file)?,
+                (None, None) => bail!("similar needs --query IMAGE|ID or --queries FILE"),
+            };
+            let job = tasks::images::SimilarJob { index: &index, queries, k, run: run.as_deref(), output: output.as_deref(), device_flag: device.as_deref() };
+            let (rows, seconds) = tasks::images::similar(job)?;
+            if let Some(output) = output {
+                println!("wrote {rows} neighbours to {} (search {seconds:.3} s)", output.display());
+            }
+            Ok(())
+        }
         Command::Export { run, out } => {
             let artifacts = Artifacts::open(&run)?;
             export::export(&artifacts, &out)?;
@@ -274,10 +348,36 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::BenchVgg { device, images, batch, infer_batch, threads } => {
+            if images == 0 || batch == 0 || infer_batch == 0 {
+                bail!("--images, --batch and --infer-batch must be at least 1");
+            }
+            backend::configure_threads(threads);
+            let opened = backend::open(&DeviceSpec::parse(&device)?)?;
+            let times = crate::bench_images::time_vgg(&crate::bench_images::VggBench { images, train_batch: batch, infer_batch, classes: 10 }, &opened);
+            let peak = bench::peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"));
+            println!(
+                "vgg {images} images 3x32x32 on {device} ({} threads): train epoch {:.3} s (batch {batch}), inference {:.3} s (batch {infer_batch}); peak memory {peak}",
+                rayon::current_num_threads(),
+                times.train_s,
+                times.infer_s
+            );
+            Ok(())
+        }
     }
 }
 
-fn open_device(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
+/// One query per non-empty line.
+fn read_queries(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|err| anyhow::anyhow!("{}: cannot read queries: {err}", path.display()))?;
+    let queries: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+    if queries.is_empty() {
+        bail!("{}: no queries (expected one image path or id per line)", path.display());
+    }
+    Ok(queries)
+}
+
+pub fn open_device(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
     let runtime: crate::config::RuntimeConfig = config.runtime()?;
     backend::configure_threads(runtime.threads);
     backend::open(&DeviceSpec::parse(flag.unwrap_or(&runtime.device))?)

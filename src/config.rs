@@ -23,10 +23,11 @@ pub enum ModelKind {
     Gat,
     Recommender,
     Intent,
+    Vgg,
 }
 
 impl ModelKind {
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Intent];
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Intent, ModelKind::Vgg];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -34,6 +35,7 @@ impl ModelKind {
             ModelKind::Gat => "gat",
             ModelKind::Recommender => "recommender",
             ModelKind::Intent => "intent",
+            ModelKind::Vgg => "vgg",
         }
     }
 
@@ -393,6 +395,6 @@ mod tests {
     #[test]
     fn unknown_model_kind_lists_known_ones() {
         let err = typed(&BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap_err().to_string();
-        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, intent");
+        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, intent, vgg");
     }
 }

@@ -6,9 +6,11 @@
 
 pub mod backend;
 pub mod bench;
+pub mod bench_images;
 pub mod cli;
 pub mod config;
 pub mod data;
+pub mod embeddings;
 pub mod export;
 pub mod metrics;
 pub mod models;

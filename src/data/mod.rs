@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod graph;
+pub mod images;
 pub mod interactions;
 pub mod records;
 pub mod sequences;

@@ -6,3 +6,4 @@ pub mod intent;
 pub mod recommender;
 pub mod message_passing;
 pub mod random;
+pub mod vgg;

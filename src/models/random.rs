@@ -94,6 +94,14 @@ mod tests {
     }
 
     #[test]
+    fn normal_has_requested_moments() {
+        let values = HostRng::new(3).normal_param([50_000], 0.5, &Device::flex()).val().into_data().try_to_vec::<f32>().unwrap();
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
+        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!(mean.abs() < 0.01 && (var.sqrt() - 0.5).abs() < 0.01, "mean {mean} std {}", var.sqrt());
+    }
+
+    #[test]
     fn epoch_generators_are_reproducible_and_distinct() {
         let a = HostRng::for_epoch(1, 5).dropout_mask(64, 0.5);
         assert_eq!(a, HostRng::for_epoch(1, 5).dropout_mask(64, 0.5));

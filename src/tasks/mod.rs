@@ -3,6 +3,7 @@
 //! The CLI talks to a model family only through [`Family`], picked by `model.kind`, so
 //! `train`, `eval`, `score` and `export` are the same commands for every net.
 
+pub mod images;
 pub mod node_classification;
 pub mod purchase_intent;
 pub mod recommendation;
@@ -52,6 +53,12 @@ pub trait Family {
         bail!("only recommender models (model.kind = \"recommender\") recommend items; use `shopnet score`")
     }
 
+    /// Writes one L2-normalised embedding per input image to an index at `output`;
+    /// returns the row count.
+    fn embed(&self, _artifacts: &Artifacts, _input: &str, _output: &Path, _device: &Device) -> Result<usize> {
+        bail!("only image models (model.kind = \"vgg\") make embeddings")
+    }
+
     /// The input and output formats, for an export manifest.
     fn schema(&self, artifacts: &Artifacts) -> serde_json::Value;
 
@@ -68,6 +75,7 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
         ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
         ModelKind::Recommender => Box::new(recommendation::RecommenderFamily),
         ModelKind::Intent => Box::new(purchase_intent::IntentFamily),
+        ModelKind::Vgg => Box::new(images::ImageFamily),
     }
 }
 
