@@ -1,22 +1,20 @@
 #!/usr/bin/env bash
 # The reference image workload (README, Product images): one training epoch over 2,048
 # generated 3x32x32 images at batch 64, then inference over them at batch 256, for shopnet
-# (`shopnet bench-vgg`) and the same net in PyTorch (scripts/vgg_torch.py), in the same
+# (`shopnet bench --model vgg`) and the same net in PyTorch (scripts/vgg_torch.py), in the same
 # run and thread count. Prints both lines and the ratios shopnet / PyTorch.
 #
-#   scripts/bench_vgg.sh                    # 2 threads, 2,048 images
-#   THREADS=2 IMAGES=128 scripts/bench_vgg.sh   # a quick smoke run
+#   scripts/bench_vgg.sh                    # 2 threads
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS="${THREADS:-2}"
-IMAGES="${IMAGES:-2048}"
 DEVICE="${DEVICE:-cpu}"
 cargo build -q
 BIN="${CARGO_TARGET_DIR:-target}/debug/shopnet"
 export RAYON_NUM_THREADS="$THREADS" OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS"
 
-torch_line=$(python3 -W ignore scripts/vgg_torch.py --threads "$THREADS" --images "$IMAGES")
-shopnet_line=$("$BIN" bench-vgg --device "$DEVICE" --threads "$THREADS" --images "$IMAGES")
+torch_line=$(python3 -W ignore scripts/vgg_torch.py --threads "$THREADS" --images 2048)
+shopnet_line=$("$BIN" bench --model vgg --device "$DEVICE" --threads "$THREADS")
 echo "$torch_line"
 echo "$shopnet_line"
 field() { echo "$1" | sed -E "s/.*$2 ([0-9.]+) s.*/\1/"; }

@@ -1,6 +1,6 @@
 """The shopnet reference VGG-style net in PyTorch, timed on the reference workload.
 
-Same net, init and optimiser as `shopnet bench-vgg`: blocks [64, 64, M, 128, 128, M,
+Same net, init and optimiser as `shopnet bench --model vgg`: blocks [64, 64, M, 128, 128, M,
 256, 256, M] of conv3x3 + BatchNorm + ReLU, global average pool, Linear(256 -> 128) (the
 embedding), Linear(128 -> 10); Kaiming-normal (fan-out) convolutions, N(0, 0.01) Linear
 weights; Adam lr 1e-3. One training epoch over generated 3x32x32 images at batch 64, then

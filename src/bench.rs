@@ -2,8 +2,8 @@
 //!
 //! Each timed epoch is what `shopnet train` does per epoch minus evaluation: forward,
 //! backward, optimiser step, and reading the loss back (which waits for the device).
-//! `scripts/bench_graph_torch.py` and `scripts/intent_torch.py` time the same nets in
-//! PyTorch for the ratio.
+//! `scripts/bench_graph_torch.py`, `scripts/intent_torch.py` and `scripts/vgg_torch.py`
+//! time the same nets in PyTorch for the ratio.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -22,6 +23,7 @@ use crate::data::sequences::Examples;
 use crate::models::gat::{Gat, GatConfig};
 use crate::models::gcn::{Gcn, GcnConfig};
 use crate::models::intent::IntentConfig;
+use crate::models::vgg::{Vgg, VggConfig};
 use crate::models::random::HostRng;
 use crate::tasks::node_classification::{GraphNet, NodeClassification};
 use crate::tasks::purchase_intent::PurchaseIntent;
@@ -72,6 +74,8 @@ pub enum BenchNet {
     Gat,
     /// The purchase-intent CNN + LSTM (the reference `cnn_lstm` workload).
     Intent,
+    /// The VGG-style image net (the reference `vgg` workload).
+    Vgg,
 }
 
 /// The node-classification nets, timed per full-batch epoch.
@@ -157,6 +161,60 @@ pub fn time_intent(sequences: usize, batch_size: usize, device: &Device) -> Resu
     let started = Instant::now();
     task.probabilities(&model.valid(), &examples)?;
     Ok(IntentTiming { train_s, inference_s: started.elapsed().as_secs_f64(), steps: batches.len() })
+}
+
+pub struct VggBench {
+    pub images: usize,
+    pub train_batch: usize,
+    pub infer_batch: usize,
+    pub classes: usize,
+}
+
+pub struct VggTimes {
+    pub train_s: f64,
+    pub infer_s: f64,
+}
+
+/// Times one epoch of training and one pass of inference of the reference net.
+pub fn time_vgg(bench: &VggBench, device: &Device) -> VggTimes {
+    let spec = VggConfig::default().spec();
+    let side = spec.input_size;
+    let per_image = 3 * side * side;
+    let mut rng = HostRng::new(0);
+    let pixels: Vec<f32> = (0..bench.images * per_image).map(|_| rng.inner().random_range(-1.0..1.0)).collect();
+    let labels: Vec<i64> = (0..bench.images).map(|_| rng.inner().random_range(0..bench.classes as i64)).collect();
+    let batch = |device: &Device, start: usize, len: usize| {
+        let x = Tensor::<4>::from_data(TensorData::new(pixels[start * per_image..(start + len) * per_image].to_vec(), [len, 3, side, side]), device);
+        let y = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + len].to_vec(), [len, 1]), device);
+        (x, y)
+    };
+
+    let train_device = device.clone().autodiff();
+    let mut model = Vgg::new(&spec, bench.classes, &mut HostRng::new(0), &train_device);
+    let config = TrainConfig::default();
+    let mut optimizer = optim::build(&config);
+    let started = Instant::now();
+    for start in (0..bench.images).step_by(bench.train_batch) {
+        let len = bench.train_batch.min(bench.images - start);
+        let (x, y) = batch(&train_device, start, len);
+        let (_, logits) = model.forward(x, None);
+        let loss = log_softmax(logits, 1).gather(1, y).mean().neg();
+        let _: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimizer.step(config.lr, model, grads);
+    }
+    let _ = device.sync();
+    let train_s = started.elapsed().as_secs_f64();
+
+    let model = model.valid();
+    let started = Instant::now();
+    for start in (0..bench.images).step_by(bench.infer_batch) {
+        let len = bench.infer_batch.min(bench.images - start);
+        let (x, _) = batch(device, start, len);
+        let (embedding, _) = model.forward(x, None);
+        let _ = embedding.into_data();
+    }
+    VggTimes { train_s, infer_s: started.elapsed().as_secs_f64() }
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.

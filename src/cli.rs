@@ -141,7 +141,7 @@ enum Command {
         what: SynthData,
     },
     /// Time training epochs of a net (see README, Benchmarks).
-    #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0\n  shopnet bench --model intent --threads 2   # one epoch over 20,000 sequences, then inference")]
+    #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0\n  shopnet bench --model intent --threads 2   # one epoch over 20,000 sequences, then inference\n  shopnet bench --model vgg --threads 2      # one epoch over 2,048 images, then inference")]
     Bench {
         #[arg(long, value_enum)]
         model: bench::BenchNet,
@@ -166,21 +166,6 @@ enum Command {
         edges: Option<usize>,
         #[arg(long)]
         features: Option<usize>,
-    },
-    /// Time the reference image workload: one training epoch and one inference pass of the VGG reference net over generated 3x32x32 images.
-    #[command(name = "bench-vgg", after_help = "Example (the reference workload, see README, Product images):\n  shopnet bench-vgg --threads 2")]
-    BenchVgg {
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long, default_value_t = 2048)]
-        images: usize,
-        #[arg(long, default_value_t = 64)]
-        batch: usize,
-        #[arg(long, default_value_t = 256)]
-        infer_batch: usize,
-        /// CPU threads (0 = all cores).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
     },
 }
 
@@ -328,6 +313,18 @@ fn run(cli: Cli) -> Result<()> {
                     );
                     return Ok(());
                 }
+                bench::BenchNet::Vgg => {
+                    let images = 2_048;
+                    let times = bench::time_vgg(&bench::VggBench { images, train_batch: 64, infer_batch: 256, classes: 10 }, &device);
+                    let peak = bench::peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"));
+                    println!(
+                        "vgg {images} images 3x32x32 on {device_name} ({} threads): train epoch {:.3} s (batch 64), inference {:.3} s (batch 256); peak memory {peak}",
+                        rayon::current_num_threads(),
+                        times.train_s,
+                        times.infer_s
+                    );
+                    return Ok(());
+                }
                 bench::BenchNet::Gcn => bench::NodeNet::Gcn,
                 bench::BenchNet::Gat => bench::NodeNet::Gat,
             };
@@ -345,22 +342,6 @@ fn run(cli: Cli) -> Result<()> {
                 result.min_ms,
                 result.epochs,
                 result.setup_s
-            );
-            Ok(())
-        }
-        Command::BenchVgg { device, images, batch, infer_batch, threads } => {
-            if images == 0 || batch == 0 || infer_batch == 0 {
-                bail!("--images, --batch and --infer-batch must be at least 1");
-            }
-            backend::configure_threads(threads);
-            let opened = backend::open(&DeviceSpec::parse(&device)?)?;
-            let times = crate::bench_images::time_vgg(&crate::bench_images::VggBench { images, train_batch: batch, infer_batch, classes: 10 }, &opened);
-            let peak = bench::peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"));
-            println!(
-                "vgg {images} images 3x32x32 on {device} ({} threads): train epoch {:.3} s (batch {batch}), inference {:.3} s (batch {infer_batch}); peak memory {peak}",
-                rayon::current_num_threads(),
-                times.train_s,
-                times.infer_s
             );
             Ok(())
         }

@@ -6,7 +6,6 @@
 
 pub mod backend;
 pub mod bench;
-pub mod bench_images;
 pub mod cli;
 pub mod config;
 pub mod data;
