@@ -1,69 +1,16 @@
 //! End-to-end tests of the `shopnet` binary on real data (the built-in Cora, and the shared
 //! LastFM and Taobao samples).
 //!
-//! One file on purpose: every integration test file is its own binary to compile.
+//! The image family's tests are in tests/images.rs; the helpers both use, in tests/common.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::*;
 use tempfile::TempDir;
-
-fn shopnet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopnet"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the shopnet binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn config(name: &str) -> String {
-    repo().join("configs").join(name).display().to_string()
-}
-
-/// Trains and returns the run directory, asserting success.
-fn train(dir: &Path, args: &[&str]) -> PathBuf {
-    let out = dir.join("runs");
-    let mut full = vec!["train", "--out", out.to_str().unwrap()];
-    full.extend_from_slice(args);
-    let output = shopnet(&full, dir);
-    assert!(output.status.success(), "train failed: {}", stderr(&output));
-    run_dir_from(&stdout(&output))
-}
-
-fn run_dir_from(stdout: &str) -> PathBuf {
-    let line = stdout.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {stdout}"));
-    PathBuf::from(line.split_whitespace().nth(1).unwrap())
-}
-
-fn report_metric(run: &Path, name: &str) -> f64 {
-    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
-    report["metrics"][name].as_f64().unwrap_or_else(|| panic!("{name} missing in {report}"))
-}
-
-/// A user error: exit code 2, exactly one line on stderr containing `needle`, no panic.
-fn assert_user_error(output: &Output, needle: &str) {
-    let err = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
-}
 
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();

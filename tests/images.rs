@@ -2,9 +2,12 @@
 //! images from ../shared/data/fashion_mnist_subset, plus loading a torchvision-layout
 //! checkpoint made by scripts/make_vgg16_checkpoint.py.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::*;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -12,33 +15,12 @@ use shopnet::models::random::HostRng;
 use shopnet::models::vgg::{self, Block, Head, Vgg, VggSpec};
 use tempfile::TempDir;
 
-fn shopnet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopnet"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the shopnet binary runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fashion() -> PathBuf {
     repo().join("../shared/data/fashion_mnist_subset")
 }
 
-fn config() -> String {
-    repo().join("configs/vgg_fashion.toml").display().to_string()
+fn vgg_config() -> String {
+    config("vgg_fashion.toml")
 }
 
 /// A small, fast version of configs/vgg_fashion.toml: three narrow convolutions on 16x16
@@ -61,7 +43,7 @@ const SMALL: &[&str] = &[
 fn train(dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join("runs");
     let source = format!("data.source={}", fashion().join("index.csv").display());
-    let config = config();
+    let config = vgg_config();
     let mut args = vec!["train", "--config", &config, "--out", out.to_str().unwrap(), "--set", &source];
     args.extend_from_slice(SMALL);
     args.extend_from_slice(extra);
@@ -70,21 +52,6 @@ fn train(dir: &Path, extra: &[&str]) -> PathBuf {
     let text = stdout(&output);
     let line = text.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {text}"));
     PathBuf::from(line.split_whitespace().nth(1).unwrap())
-}
-
-fn report_metric(run: &Path, name: &str) -> f64 {
-    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
-    report["metrics"][name].as_f64().unwrap_or_else(|| panic!("{name} missing in {report}"))
-}
-
-/// A user error: exit code 2, exactly one line on stderr containing `needle`, no panic.
-fn assert_user_error(output: &Output, needle: &str) {
-    let err = stderr(output);
-    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {
@@ -174,7 +141,7 @@ fn bad_image_input_is_one_error_line() {
     let dir = TempDir::new().unwrap();
     let run_train = |source: &Path, extra: &[&str]| {
         let source = format!("data.source={}", source.display());
-        let config = config();
+        let config = vgg_config();
         let mut args = vec!["train", "--config", &config, "--out", "runs", "--set", &source, "--set", "train.epochs=1"];
         args.extend_from_slice(SMALL);
         args.extend_from_slice(extra);
@@ -254,7 +221,7 @@ fn vgg16_preset_fine_tunes_from_a_torchvision_checkpoint() {
     let dir = TempDir::new().unwrap();
     let source = format!("data.source={}", fashion().join("index.csv").display());
     let pretrained = format!("model.pretrained={}", repo().join("tests/data/vgg16_tiny.safetensors").display());
-    let config = config();
+    let config = vgg_config();
     let args = [
         "train", "--config", &config, "--out", "runs", "--set", &source, "--set", "model.preset=\"vgg16\"",
         "--set", "model.blocks=[4, 4, \"M\", 8, 8, \"M\", 16, 16, 16, \"M\", 32, 32, 32, \"M\", 32, 32, 32, \"M\"]",

@@ -1,0 +1,62 @@
+//! Helpers shared by the CLI integration tests: run the binary, read its output, check
+//! the one-line user-error contract.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn shopnet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shopnet"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the shopnet binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn config(name: &str) -> String {
+    repo().join("configs").join(name).display().to_string()
+}
+
+/// Trains and returns the run directory, asserting success.
+pub fn train(dir: &Path, args: &[&str]) -> PathBuf {
+    let out = dir.join("runs");
+    let mut full = vec!["train", "--out", out.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let output = shopnet(&full, dir);
+    assert!(output.status.success(), "train failed: {}", stderr(&output));
+    run_dir_from(&stdout(&output))
+}
+
+pub fn run_dir_from(stdout: &str) -> PathBuf {
+    let line = stdout.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {stdout}"));
+    PathBuf::from(line.split_whitespace().nth(1).unwrap())
+}
+
+pub fn report_metric(run: &Path, name: &str) -> f64 {
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    report["metrics"][name].as_f64().unwrap_or_else(|| panic!("{name} missing in {report}"))
+}
+
+/// A user error: exit code 2, exactly one line on stderr containing `needle`, no panic.
+pub fn assert_user_error(output: &Output, needle: &str) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "expected one line, got: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+}
