@@ -7,6 +7,7 @@
 
 use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,6 +26,12 @@ impl HostRng {
 
     pub fn inner(&mut self) -> &mut ChaCha8Rng {
         &mut self.0
+    }
+
+    /// `items` shuffled and cut into mini-batches of `batch_size` (the last may be smaller).
+    pub fn shuffled_batches<T: Clone>(&mut self, mut items: Vec<T>, batch_size: usize) -> Vec<Vec<T>> {
+        items.shuffle(&mut self.0);
+        items.chunks(batch_size).map(<[T]>::to_vec).collect()
     }
 
     /// Inverted-dropout multipliers: 0 with probability `p`, else `1 / (1 - p)`.

@@ -17,7 +17,6 @@ use burn::module::Module;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
 
 use super::{Family, TrainJob, TrainSummary};
 use crate::config::{ConfigDoc, ModelKind, RunConfig};
@@ -104,9 +103,7 @@ impl Task for ImageClassification {
     }
 
     fn train_batches(&self, rng: &mut HostRng) -> Vec<Vec<u32>> {
-        let mut order = self.set.splits[&Split::Train].clone();
-        order.shuffle(rng.inner());
-        order.chunks(self.batch_size).map(<[u32]>::to_vec).collect()
+        rng.shuffled_batches(self.set.splits[&Split::Train].clone(), self.batch_size)
     }
 
     fn train_loss(&self, model: &Vgg, batch: &Vec<u32>, rng: &mut HostRng) -> Tensor<1> {

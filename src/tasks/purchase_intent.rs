@@ -14,7 +14,6 @@ use anyhow::{Result, anyhow, bail};
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::ProgressBar;
-use rand::seq::SliceRandom;
 
 use super::{Family, TrainJob, TrainSummary};
 use crate::config::{ConfigDoc, ModelKind, RunConfig};
@@ -89,9 +88,7 @@ impl Task for PurchaseIntent {
     }
 
     fn train_batches(&self, rng: &mut HostRng) -> Vec<Vec<usize>> {
-        let mut rows: Vec<usize> = (0..self.splits[&Split::Train].len()).collect();
-        rows.shuffle(rng.inner());
-        rows.chunks(self.batch_size).map(<[usize]>::to_vec).collect()
+        rng.shuffled_batches((0..self.splits[&Split::Train].len()).collect(), self.batch_size)
     }
 
     fn train_loss(&self, model: &IntentNet, batch: &Vec<usize>, rng: &mut HostRng) -> Tensor<1> {
