@@ -99,6 +99,32 @@ enum Command {
         #[arg(value_name = "RUN_DIR|BUNDLE")]
         path: PathBuf,
     },
+    /// Time BERT inference and fine-tuning steps (see README, Review sentiment).
+    #[command(after_help = "Example:\n  shopnet bench-bert --model \"$SHOPNET_MINILM_DIR\" --threads 2")]
+    BenchBert {
+        /// A Hugging Face BERT folder or repo id (all-MiniLM-L6-v2 in the reference workload).
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[arg(long, default_value_t = 1024)]
+        sentences: usize,
+        #[arg(long, default_value_t = 128)]
+        length: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+        #[arg(long, default_value_t = 16)]
+        train_batch: usize,
+    },
+    /// Tokenizers for text models.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
     /// Time training epochs of a net (see README, Benchmarks).
     #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0")]
     Bench {
@@ -125,6 +151,26 @@ enum Command {
         edges: Option<usize>,
         #[arg(long)]
         features: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenizerCommand {
+    /// Train a BERT-style WordPiece tokenizer (BERT normaliser and pre-tokeniser, which
+    /// splits Chinese characters) on one column of a CSV and write tokenizer.json.
+    #[command(after_help = "Example:\n  shopnet tokenizer train --input ../shared/data/online_shopping_10_cats/online_shopping_10_cats.csv --column review --vocab-size 8000 --out zh_tokenizer.json")]
+    Train {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        column: String,
+        #[arg(long, default_value_t = 8000)]
+        vocab_size: usize,
+        /// Keep only pieces seen at least this often.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -196,6 +242,25 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Inspect { path } => {
             print!("{}", export::inspect(&Artifacts::open(&path)?)?);
+            Ok(())
+        }
+        Command::BenchBert { model, device, threads, sentences, length, batch, steps, train_batch } => {
+            if sentences == 0 || length < 2 || batch == 0 || train_batch == 0 {
+                bail!("--sentences, --batch and --train-batch must be at least 1, --length at least 2");
+            }
+            backend::configure_threads(threads);
+            let spec = DeviceSpec::parse(&device)?;
+            let opened = backend::open(&spec)?;
+            let files = crate::models::bert::ModelFiles::resolve(&model)?;
+            let result = bench::time_bert(&files, &opened, sentences, length, batch, steps, train_batch)?;
+            let threads = rayon::current_num_threads();
+            println!("shopnet bert inference on {device} ({threads} threads): {sentences} sentences x {length} tokens, batch {batch}: {:.3} s", result.inference_s);
+            println!("shopnet bert finetune on {device} ({threads} threads): {steps} steps, batch {train_batch} x {length} tokens: {:.3} s", result.finetune_s);
+            Ok(())
+        }
+        Command::Tokenizer { command: TokenizerCommand::Train { input, column, vocab_size, min_frequency, out } } => {
+            let size = crate::data::text::train_tokenizer(&input, &column, vocab_size, min_frequency, &out)?;
+            println!("wrote a WordPiece tokenizer of {size} tokens to {}", out.display());
             Ok(())
         }
         Command::Bench { model, device, epochs, warmup, threads, heads, nodes, edges, features } => {

@@ -22,16 +22,18 @@ pub enum ModelKind {
     Gcn,
     Gat,
     Recommender,
+    Bert,
 }
 
 impl ModelKind {
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender];
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Bert];
 
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Gcn => "gcn",
             ModelKind::Gat => "gat",
             ModelKind::Recommender => "recommender",
+            ModelKind::Bert => "bert",
         }
     }
 
@@ -391,6 +393,6 @@ mod tests {
     #[test]
     fn unknown_model_kind_lists_known_ones() {
         let err = typed(&BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap_err().to_string();
-        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender");
+        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, bert");
     }
 }

@@ -35,6 +35,18 @@ pub fn export(artifacts: &Artifacts, out: &Path) -> Result<()> {
     let config = artifacts.config.text.as_bytes();
     run_dir::write_atomic(&out.join(run_dir::BUNDLE_WEIGHTS), &weights)?;
     run_dir::write_atomic(&out.join(run_dir::CONFIG_FILE), config)?;
+    let mut files = serde_json::Map::new();
+    files.insert(run_dir::BUNDLE_WEIGHTS.into(), sha256_hex(&weights).into());
+    files.insert(run_dir::CONFIG_FILE.into(), sha256_hex(config).into());
+    // Text models also need their tokenizer.
+    for extra in [tasks::sentiment::TOKENIZER_FILE] {
+        let path = artifacts.dir.join(extra);
+        if path.is_file() {
+            let bytes = fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            run_dir::write_atomic(&out.join(extra), &bytes)?;
+            files.insert(extra.into(), sha256_hex(&bytes).into());
+        }
+    }
     let metrics = run_dir::read_json::<serde_json::Value>(&artifacts.dir.join(run_dir::REPORT_FILE))
         .ok()
         .and_then(|report| report.get("metrics").cloned());
@@ -45,10 +57,7 @@ pub fn export(artifacts: &Artifacts, out: &Path) -> Result<()> {
         "metrics": metrics,
         "exported_by": format!("shopnet {}", env!("CARGO_PKG_VERSION")),
         "exported_at": chrono::Utc::now().to_rfc3339(),
-        "files": {
-            run_dir::BUNDLE_WEIGHTS: sha256_hex(&weights),
-            run_dir::CONFIG_FILE: sha256_hex(config),
-        },
+        "files": files,
     });
     run_dir::write_json(&out.join(run_dir::MANIFEST_FILE), &manifest)
 }

@@ -4,6 +4,7 @@ pub mod events;
 pub mod graph;
 pub mod interactions;
 pub mod records;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

@@ -5,6 +5,7 @@
 
 pub mod node_classification;
 pub mod recommendation;
+pub mod sentiment;
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +61,7 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
         ModelKind::Gcn => Box::new(node_classification::NodeFamily::<Gcn>::default()),
         ModelKind::Gat => Box::new(node_classification::NodeFamily::<Gat>::default()),
         ModelKind::Recommender => Box::new(recommendation::RecommenderFamily),
+        ModelKind::Bert => Box::new(sentiment::SentimentFamily),
     }
 }
 
