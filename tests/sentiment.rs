@@ -203,7 +203,7 @@ fn bad_model_files_are_one_clear_line() {
     check(broken_model(dir.path(), "gpt_config", "config.json", Some(b"{\"n_embd\": 8, \"n_layer\": 2}")), "missing field `vocab_size`");
     check(
         broken_model(dir.path(), "gpt_weights", "model.safetensors", Some(&gpt2_safetensors())),
-        "not a BERT checkpoint matching its config.json: 55 tensors missing (embeddings.word_embeddings.weight",
+        "not a BERT checkpoint matching its config.json: 55 tensors missing (embeddings.layer_norm.beta, embeddings.layer_norm.gamma",
     );
     check(broken_model(dir.path(), "bad_tokenizer", "tokenizer.json", Some(b"{\"model\": 3}")), "tokenizer.json: not a tokenizer.json");
 
