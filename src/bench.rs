@@ -76,6 +76,9 @@ pub enum BenchNet {
     Intent,
     /// The VGG-style image net (the reference `vgg` workload).
     Vgg,
+    /// A Hugging Face BERT given by `--weights` (the reference `bert` workload:
+    /// all-MiniLM-L6-v2).
+    Bert,
 }
 
 /// The node-classification nets, timed per full-batch epoch.
@@ -227,4 +230,83 @@ pub fn peak_memory_mib() -> Option<f64> {
 
 pub fn cora() -> Result<Graph> {
     Graph::load(&GraphDataConfig::default(), None)
+}
+
+/// The reference `bert` workload: inference over `sentences` random sequences of exactly
+/// `length` tokens in batches of `batch`, then `steps` fine-tuning steps at `train_batch`.
+pub struct BertWorkload {
+    pub sentences: usize,
+    pub length: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub train_batch: usize,
+}
+
+impl BertWorkload {
+    pub const LENGTH: usize = 128;
+    pub const BATCH: usize = 32;
+    pub const TRAIN_BATCH: usize = 16;
+}
+
+/// What `shopnet bench --model bert` measured.
+pub struct BertBench {
+    pub inference_s: f64,
+    pub finetune_s: f64,
+}
+
+/// Times the BERT workload: inference, then fine-tuning steps (classifier head,
+/// cross-entropy, AdamW). One untimed batch of each warms up first.
+/// `scripts/bert_torch.py` does the same in PyTorch.
+pub fn time_bert(files: &crate::models::bert::ModelFiles, device: &Device, workload: &BertWorkload) -> Result<BertBench> {
+    use burn::tensor::activation::log_softmax;
+    use burn::tensor::{Int, Tensor, TensorData};
+    use crate::models::bert::{BertClassifier, BertInput};
+
+    let BertWorkload { sentences, length, batch, steps, train_batch } = *workload;
+    let (config, bert) = files.load(device)?;
+    if length > config.max_position_embeddings {
+        anyhow::bail!("--length {length} exceeds the model's {} positions", config.max_position_embeddings);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let sequence = |rng: &mut ChaCha8Rng| -> Vec<u32> {
+        (0..length).map(|_| rng.random_range(1000..config.vocab_size as u32)).collect()
+    };
+    let run_inference = |bert: &crate::models::bert::Bert, rows: &[Vec<u32>]| {
+        let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
+        let hidden = bert.forward(BertInput::from_ids(&refs, 0, device));
+        let _ = hidden.into_data();
+    };
+    let data: Vec<Vec<u32>> = (0..sentences).map(|_| sequence(&mut rng)).collect();
+    run_inference(&bert, &data[..batch.min(sentences)]);
+    let started = Instant::now();
+    for rows in data.chunks(batch) {
+        run_inference(&bert, rows);
+    }
+    let inference_s = started.elapsed().as_secs_f64();
+
+    let train_device = device.clone().autodiff();
+    let (_, bert) = files.load(&train_device)?;
+    let mut model = BertClassifier::new(bert, &config, 2, 0.1, &train_device);
+    let lr = 2e-5;
+    let mut optimizer = optim::build(&TrainConfig { lr, optimizer: crate::config::OptimizerKind::Adamw, weight_decay: 0.01, ..TrainConfig::default() });
+    let mut step = |model: BertClassifier, rng: &mut ChaCha8Rng| -> BertClassifier {
+        let rows: Vec<Vec<u32>> = (0..train_batch).map(|_| sequence(rng)).collect();
+        let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
+        let labels: Vec<i64> = (0..train_batch).map(|_| rng.random_range(0..2)).collect();
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [train_batch, 1]), &train_device);
+        let logits = model.forward(BertInput::from_ids(&refs, 0, &train_device));
+        let loss = log_softmax(logits, 1).gather(1, labels).mean().neg();
+        let _: f32 = loss.clone().into_scalar();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optimizer.step(lr, model, grads)
+    };
+    model = step(model, &mut rng);
+    let started = Instant::now();
+    for _ in 0..steps {
+        model = step(model, &mut rng);
+    }
+    let _ = device.sync();
+    let finetune_s = started.elapsed().as_secs_f64();
+    drop(model);
+    Ok(BertBench { inference_s, finetune_s })
 }

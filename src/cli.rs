@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -140,8 +140,13 @@ enum Command {
         #[command(subcommand)]
         what: SynthData,
     },
+    /// Tokenizers for text models.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
     /// Time training epochs of a net (see README, Benchmarks).
-    #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0\n  shopnet bench --model intent --threads 2   # one epoch over 20,000 sequences, then inference\n  shopnet bench --model vgg --threads 2      # one epoch over 2,048 images, then inference")]
+    #[command(after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0\n  shopnet bench --model intent --threads 2   # one epoch over 20,000 sequences, then inference\n  shopnet bench --model vgg --threads 2      # one epoch over 2,048 images, then inference\n  shopnet bench --model bert --weights \"$(scripts/install_minilm.sh)\" --threads 2")]
     Bench {
         #[arg(long, value_enum)]
         model: bench::BenchNet,
@@ -166,6 +171,16 @@ enum Command {
         edges: Option<usize>,
         #[arg(long)]
         features: Option<usize>,
+        /// BERT: a Hugging Face model folder or repo id (the reference workload uses
+        /// all-MiniLM-L6-v2; scripts/install_minilm.sh prints its folder).
+        #[arg(long, value_name = "DIR|REPO_ID", required_if_eq("model", "bert"))]
+        weights: Option<String>,
+        /// BERT: sentences to embed (fewer for a smoke test).
+        #[arg(long, default_value_t = 1024)]
+        sentences: usize,
+        /// BERT: timed fine-tuning steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
     },
 }
 
@@ -179,6 +194,26 @@ enum SynthData {
         users: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenizerCommand {
+    /// Train a BERT-style WordPiece tokenizer (BERT normaliser and pre-tokeniser, which
+    /// splits Chinese characters) on one column of a CSV and write tokenizer.json.
+    #[command(after_help = "Example:\n  shopnet tokenizer train --input ../shared/data/online_shopping_10_cats/online_shopping_10_cats.csv --column review --vocab-size 8000 --out zh_tokenizer.json")]
+    Train {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        column: String,
+        #[arg(long, default_value_t = 8000)]
+        vocab_size: usize,
+        /// Keep only pieces seen at least this often.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
         #[arg(long)]
         out: PathBuf,
     },
@@ -295,7 +330,12 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench { model, device, epochs, warmup, threads, heads, nodes, edges, features } => {
+        Command::Tokenizer { command: TokenizerCommand::Train { input, column, vocab_size, min_frequency, out } } => {
+            let size = crate::data::text::train_tokenizer_from_csv(&input, &column, vocab_size, min_frequency, &out)?;
+            println!("wrote a WordPiece tokenizer of {size} tokens to {}", out.display());
+            Ok(())
+        }
+        Command::Bench { model, device, epochs, warmup, threads, heads, nodes, edges, features, weights, sentences, steps } => {
             backend::configure_threads(threads);
             let spec = DeviceSpec::parse(&device)?;
             let device_name = device;
@@ -322,6 +362,31 @@ fn run(cli: Cli) -> Result<()> {
                         rayon::current_num_threads(),
                         times.train_s,
                         times.infer_s
+                    );
+                    return Ok(());
+                }
+                bench::BenchNet::Bert => {
+                    let weights = weights.context("--weights is required with --model bert")?;
+                    if sentences == 0 {
+                        bail!("--sentences must be at least 1");
+                    }
+                    let workload = bench::BertWorkload {
+                        sentences,
+                        length: bench::BertWorkload::LENGTH,
+                        batch: bench::BertWorkload::BATCH,
+                        steps,
+                        train_batch: bench::BertWorkload::TRAIN_BATCH,
+                    };
+                    let files = crate::models::bert::ModelFiles::resolve(&weights)?;
+                    let timing = bench::time_bert(&files, &device, &workload)?;
+                    let threads = rayon::current_num_threads();
+                    println!(
+                        "shopnet bert inference on {device_name} ({threads} threads): {sentences} sentences x {} tokens, batch {}: {:.3} s",
+                        workload.length, workload.batch, timing.inference_s
+                    );
+                    println!(
+                        "shopnet bert finetune on {device_name} ({threads} threads): {steps} steps, batch {} x {} tokens: {:.3} s",
+                        workload.train_batch, workload.length, timing.finetune_s
                     );
                     return Ok(());
                 }

@@ -24,10 +24,11 @@ pub enum ModelKind {
     Recommender,
     Intent,
     Vgg,
+    Bert,
 }
 
 impl ModelKind {
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Intent, ModelKind::Vgg];
+    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Intent, ModelKind::Vgg, ModelKind::Bert];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,6 +37,7 @@ impl ModelKind {
             ModelKind::Recommender => "recommender",
             ModelKind::Intent => "intent",
             ModelKind::Vgg => "vgg",
+            ModelKind::Bert => "bert",
         }
     }
 
@@ -395,6 +397,6 @@ mod tests {
     #[test]
     fn unknown_model_kind_lists_known_ones() {
         let err = typed(&BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap_err().to_string();
-        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, intent, vgg");
+        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, intent, vgg, bert");
     }
 }

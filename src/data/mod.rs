@@ -6,6 +6,7 @@ pub mod images;
 pub mod interactions;
 pub mod records;
 pub mod sequences;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
 //! The nets, one file each, plus the building blocks they share.
 
+pub mod bert;
 pub mod gat;
 pub mod gcn;
 pub mod intent;

@@ -7,6 +7,7 @@ pub mod images;
 pub mod node_classification;
 pub mod purchase_intent;
 pub mod recommendation;
+pub mod sentiment;
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,7 @@ pub fn family(kind: ModelKind) -> Box<dyn Family> {
         ModelKind::Recommender => Box::new(recommendation::RecommenderFamily),
         ModelKind::Intent => Box::new(purchase_intent::IntentFamily),
         ModelKind::Vgg => Box::new(images::ImageFamily),
+        ModelKind::Bert => Box::new(sentiment::SentimentFamily),
     }
 }
 

@@ -7,12 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn shopnet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shopnet"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .expect("the shopnet binary runs")
+    shopnet_with_env(args, cwd, &[])
+}
+
+/// Runs the binary with extra environment variables (`HF_HOME`, ...).
+pub fn shopnet_with_env(args: &[&str], cwd: &Path, env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shopnet"));
+    command.args(args).current_dir(cwd).env_remove("RUST_BACKTRACE");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the shopnet binary runs")
 }
 
 pub fn stdout(output: &Output) -> String {

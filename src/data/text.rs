@@ -1,0 +1,266 @@
+//! Labelled text in a CSV (one example per row, configurable text and label columns), a
+//! stratified seeded split, and the tokenizer glue around the `tokenizers` crate.
+//!
+//! Texts are cleaned of a leading U+FEFF (online_shopping_10_cats starts many reviews with
+//! one inside the field); an empty text is kept as an empty sequence (`[CLS] [SEP]`), so a
+//! scored file gets one output row per input row.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::Split;
+use super::records::CsvSource;
+
+/// `[data]` for text classification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TextDataConfig {
+    /// A CSV file with a header row.
+    pub path: PathBuf,
+    pub text_column: String,
+    pub label_column: String,
+    /// Fraction of each class held out for the test split, and for validation.
+    pub test_fraction: f64,
+    pub val_fraction: f64,
+    /// Seed of the stratified split (independent of `train.seed`).
+    pub split_seed: u64,
+    /// Use only the first N rows (0: all), for quick experiments.
+    pub max_rows: usize,
+}
+
+impl Default for TextDataConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::new(),
+            text_column: "text".into(),
+            label_column: "label".into(),
+            test_fraction: 0.1,
+            val_fraction: 0.1,
+            split_seed: 0,
+            max_rows: 0,
+        }
+    }
+}
+
+impl TextDataConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.path.as_os_str().is_empty() {
+            bail!("data.path: missing (a CSV file)");
+        }
+        for (key, value) in [("data.test_fraction", self.test_fraction), ("data.val_fraction", self.val_fraction)] {
+            if !(0.0..1.0).contains(&value) {
+                bail!("{key}: must be in [0, 1), got {value}");
+            }
+        }
+        if self.test_fraction + self.val_fraction >= 1.0 {
+            bail!("data.test_fraction + data.val_fraction: must leave rows to train on");
+        }
+        Ok(())
+    }
+}
+
+/// Removes the byte-order mark some exports put before a text.
+pub fn clean_text(raw: &str) -> &str {
+    raw.trim_start_matches('\u{feff}').trim()
+}
+
+/// A labelled text corpus with its split.
+pub struct TextDataset {
+    pub texts: Vec<String>,
+    pub labels: Vec<u32>,
+    /// Class names, in output order (sorted label values).
+    pub label_names: Vec<String>,
+    pub splits: Vec<Split>,
+}
+
+impl TextDataset {
+    pub fn load(config: &TextDataConfig) -> Result<Self> {
+        let name = config.path.display().to_string();
+        let file = File::open(&config.path).map_err(|err| anyhow!("{name}: cannot open: {err}"))?;
+        let mut source = CsvSource::new(name, file, &[config.text_column.as_str(), config.label_column.as_str()])?;
+        let text_at = source.column(&config.text_column).expect("checked by CsvSource");
+        let label_at = source.column(&config.label_column).expect("checked by CsvSource");
+        let mut texts = Vec::new();
+        let mut raw_labels = Vec::new();
+        source.for_each(|row| {
+            if config.max_rows > 0 && texts.len() >= config.max_rows {
+                return Ok(());
+            }
+            let label = clean_text(row.text(label_at, &config.label_column)?);
+            if label.is_empty() {
+                return Err(row.error(format!("{}: empty label", config.label_column)));
+            }
+            texts.push(clean_text(row.text(text_at, &config.text_column).unwrap_or("")).to_string());
+            raw_labels.push(label.to_string());
+            Ok(())
+        })?;
+        if texts.is_empty() {
+            bail!("{}: no rows", config.path.display());
+        }
+        let label_names: Vec<String> = raw_labels.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        if label_names.len() < 2 {
+            bail!("{}: column {:?} has a single value {:?}; a classifier needs at least two", config.path.display(), config.label_column, label_names[0]);
+        }
+        let labels: Vec<u32> = raw_labels.iter().map(|l| label_names.binary_search(l).expect("collected above") as u32).collect();
+        let splits = stratified_split(&labels, label_names.len(), config.test_fraction, config.val_fraction, config.split_seed);
+        Ok(Self { texts, labels, label_names, splits })
+    }
+
+    pub fn indices(&self, split: Split) -> Vec<usize> {
+        (0..self.texts.len()).filter(|&i| self.splits[i] == split).collect()
+    }
+}
+
+/// Per class: shuffle its rows with `seed`, hold out `round(n * test)` for test and
+/// `round(n * val)` for validation, train on the rest.
+pub fn stratified_split(labels: &[u32], classes: usize, test: f64, val: f64, seed: u64) -> Vec<Split> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut splits = vec![Split::Train; labels.len()];
+    for class in 0..classes as u32 {
+        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        rows.shuffle(&mut rng);
+        let n_test = (rows.len() as f64 * test).round() as usize;
+        let n_val = (rows.len() as f64 * val).round() as usize;
+        for (k, &row) in rows.iter().enumerate() {
+            splits[row] = if k < n_test {
+                Split::Test
+            } else if k < n_test + n_val {
+                Split::Val
+            } else {
+                Split::Train
+            };
+        }
+    }
+    splits
+}
+
+/// A `tokenizer.json` with its own padding switched off (batches are padded to their
+/// longest member) and truncation set to `max_length` tokens, special tokens included.
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pub pad_id: u32,
+}
+
+impl TextTokenizer {
+    pub fn load(path: &Path, max_length: usize) -> Result<Self> {
+        if !path.is_file() {
+            bail!("{}: no such tokenizer file", path.display());
+        }
+        let mut inner = Tokenizer::from_file(path).map_err(|err| anyhow!("{}: not a tokenizer.json: {err}", path.display()))?;
+        Self::configure(&mut inner, max_length).map_err(|err| anyhow!("{}: {err}", path.display()))?;
+        let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
+        Ok(Self { inner, pad_id })
+    }
+
+    fn configure(inner: &mut Tokenizer, max_length: usize) -> Result<()> {
+        inner.with_padding(None);
+        let truncation = tokenizers::TruncationParams { max_length, ..Default::default() };
+        inner.with_truncation(Some(truncation)).map_err(|err| anyhow!("cannot truncate to {max_length} tokens: {err}"))?;
+        Ok(())
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Token ids with the tokenizer's special tokens (`[CLS] ... [SEP]` for BERT).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.inner.encode(text, true).map_err(|err| anyhow!("cannot tokenize {text:?}: {err}"))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    pub fn encode_all(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        use rayon::prelude::*;
+        texts.par_iter().map(|t| self.encode(t)).collect()
+    }
+}
+
+/// Trains a BERT-style WordPiece tokenizer on the `column` of a CSV and writes it as
+/// `tokenizer.json` (`shopnet tokenizer train`). Returns the vocabulary size.
+pub fn train_tokenizer_from_csv(input: &Path, column: &str, vocab_size: usize, min_frequency: u64, out: &Path) -> Result<usize> {
+    let name = input.display().to_string();
+    let file = File::open(input).map_err(|err| anyhow!("{name}: cannot open: {err}"))?;
+    let mut source = CsvSource::new(name, file, &[column])?;
+    let at = source.column(column).expect("checked by CsvSource");
+    let mut texts = Vec::new();
+    source.for_each(|row| {
+        texts.push(clean_text(row.text(at, column).unwrap_or("")).to_string());
+        Ok(())
+    })?;
+    let tokenizer = train_wordpiece(&texts, vocab_size, min_frequency).map_err(|err| anyhow!("{}: column {column:?}: {err}", input.display()))?;
+    tokenizer.save(out, false).map_err(|err| anyhow!("{}: cannot write: {err}", out.display()))?;
+    Ok(tokenizer.get_vocab_size(true))
+}
+
+/// A BERT-style WordPiece tokenizer (BERT normaliser, BERT pre-tokeniser, which splits CJK
+/// characters into words of their own, `[CLS] $A [SEP]` template) trained on `texts`.
+pub fn train_wordpiece(texts: &[String], vocab_size: usize, min_frequency: u64) -> Result<Tokenizer> {
+    use tokenizers::AddedToken;
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::template::TemplateProcessing;
+
+    if vocab_size < 10 {
+        bail!("the vocabulary size must be at least 10, got {vocab_size}");
+    }
+    if texts.iter().all(|t| t.is_empty()) {
+        bail!("no text to train a tokenizer on");
+    }
+    let special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let wordpiece = WordPiece::builder().unk_token("[UNK]".into()).build().map_err(|err| anyhow!("{err}"))?;
+    let mut tokenizer = Tokenizer::new(wordpiece);
+    tokenizer.with_normalizer(Some(BertNormalizer::default()));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+    tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+    let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(min_frequency)
+        .show_progress(false)
+        .special_tokens(special.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .build()
+        .into();
+    tokenizer.train(&mut trainer, texts.iter().filter(|t| !t.is_empty())).map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
+    let id = |token: &str| tokenizer.token_to_id(token).expect("special tokens are in the vocabulary");
+    let template = TemplateProcessing::builder()
+        .try_single("[CLS] $A [SEP]")
+        .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
+        .map_err(|err| anyhow!("{err}"))?
+        .special_tokens(vec![("[CLS]", id("[CLS]")), ("[SEP]", id("[SEP]"))])
+        .build()
+        .map_err(|err| anyhow!("{err}"))?;
+    tokenizer.with_post_processor(Some(template));
+    Ok(tokenizer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stratified_and_seeded() {
+        let labels: Vec<u32> = (0..1000).map(|i| u32::from(i % 4 == 0)).collect();
+        let splits = stratified_split(&labels, 2, 0.1, 0.1, 3);
+        let count = |class: u32, split: Split| (0..1000).filter(|&i| labels[i] == class && splits[i] == split).count();
+        assert_eq!((count(1, Split::Test), count(0, Split::Test)), (25, 75));
+        assert_eq!((count(1, Split::Val), count(0, Split::Val)), (25, 75));
+        assert_eq!(splits, stratified_split(&labels, 2, 0.1, 0.1, 3));
+        assert_ne!(splits, stratified_split(&labels, 2, 0.1, 0.1, 4));
+    }
+
+    #[test]
+    fn byte_order_mark_and_blanks_are_removed() {
+        assert_eq!(clean_text("\u{feff}好评 "), "好评");
+        assert_eq!(clean_text(""), "");
+    }
+}
