@@ -5,7 +5,7 @@
 //! one inside the field); an empty text is kept as an empty sequence (`[CLS] [SEP]`), so a
 //! scored file gets one output row per input row.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -202,35 +202,64 @@ pub fn train_tokenizer_from_csv(input: &Path, column: &str, vocab_size: usize, m
 
 /// A BERT-style WordPiece tokenizer (BERT normaliser, BERT pre-tokeniser, which splits CJK
 /// characters into words of their own, `[CLS] $A [SEP]` template) trained on `texts`.
+///
+/// The same texts always give the same vocabulary and ids: `Tokenizer::train` counts words
+/// in a randomly seeded hash map whose order decides the ids of `##` pieces and, through
+/// them, which of equally frequent merges are kept, so the words are counted here in order
+/// and handed to the trainer in a map with a fixed seed.
 pub fn train_wordpiece(texts: &[String], vocab_size: usize, min_frequency: u64) -> Result<Tokenizer> {
-    use tokenizers::AddedToken;
+    use rayon::prelude::*;
     use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-    use tokenizers::models::TrainerWrapper;
-    use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+    use tokenizers::models::bpe::{BPE, BpeTrainer};
+    use tokenizers::models::wordpiece::WordPiece;
     use tokenizers::normalizers::bert::BertNormalizer;
     use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
     use tokenizers::processors::template::TemplateProcessing;
+    use tokenizers::{AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
 
     if vocab_size < 10 {
         bail!("the vocabulary size must be at least 10, got {vocab_size}");
     }
-    if texts.iter().all(|t| t.is_empty()) {
+    let normalizer = BertNormalizer::default();
+    let pre_tokenizer = BertPreTokenizer;
+    let count_words = |text: &String| -> Result<BTreeMap<String, u64>> {
+        let mut normalized = NormalizedString::from(text.as_str());
+        normalizer.normalize(&mut normalized).map_err(|err| anyhow!("cannot normalise {text:?}: {err}"))?;
+        let mut words = PreTokenizedString::from(normalized);
+        pre_tokenizer.pre_tokenize(&mut words).map_err(|err| anyhow!("cannot split {text:?}: {err}"))?;
+        let mut counts = BTreeMap::new();
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+            *counts.entry(word.to_string()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    };
+    let counts = texts.par_iter().map(count_words).try_reduce(BTreeMap::new, |mut total, part| {
+        for (word, n) in part {
+            *total.entry(word).or_insert(0) += n;
+        }
+        Ok(total)
+    })?;
+    if counts.is_empty() {
         bail!("no text to train a tokenizer on");
     }
+    let mut words: ahash::AHashMap<compact_str::CompactString, u64> = ahash::AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
+    words.extend(counts.into_iter().map(|(word, n)| (compact_str::CompactString::from(word), n)));
+
     let special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
-    let wordpiece = WordPiece::builder().unk_token("[UNK]".into()).build().map_err(|err| anyhow!("{err}"))?;
-    let mut tokenizer = Tokenizer::new(wordpiece);
-    tokenizer.with_normalizer(Some(BertNormalizer::default()));
-    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-    tokenizer.with_decoder(Some(WordPieceDecoder::default()));
-    let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
+    let trainer = BpeTrainer::builder()
         .vocab_size(vocab_size)
         .min_frequency(min_frequency)
         .show_progress(false)
         .special_tokens(special.iter().map(|t| AddedToken::from(*t, true)).collect())
-        .build()
-        .into();
-    tokenizer.train(&mut trainer, texts.iter().filter(|t| !t.is_empty())).map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
+        .continuing_subword_prefix("##".into())
+        .build();
+    let mut pieces = BPE::default();
+    let special_tokens = trainer.do_train(&words, &mut pieces).map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
+    let mut tokenizer = Tokenizer::new(WordPiece::from_bpe(&pieces));
+    tokenizer.with_normalizer(Some(normalizer));
+    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+    tokenizer.with_decoder(Some(WordPieceDecoder::default()));
+    tokenizer.add_special_tokens(&special_tokens);
     let id = |token: &str| tokenizer.token_to_id(token).expect("special tokens are in the vocabulary");
     let template = TemplateProcessing::builder()
         .try_single("[CLS] $A [SEP]")
@@ -256,6 +285,23 @@ mod tests {
         assert_eq!((count(1, Split::Val), count(0, Split::Val)), (25, 75));
         assert_eq!(splits, stratified_split(&labels, 2, 0.1, 0.1, 3));
         assert_ne!(splits, stratified_split(&labels, 2, 0.1, 0.1, 4));
+    }
+
+    #[test]
+    fn wordpiece_training_is_deterministic_and_splits_chinese_characters() {
+        let texts: Vec<String> = ["质量很好，物流很快", "质量不好 the quality is bad", "很好很好 good quality", "物流太慢了", "", "the goods arrived quickly"]
+            .iter()
+            .cycle()
+            .take(60)
+            .map(|t| t.to_string())
+            .collect();
+        let first = train_wordpiece(&texts, 100, 1).unwrap();
+        for _ in 0..3 {
+            assert_eq!(train_wordpiece(&texts, 100, 1).unwrap().to_string(false).unwrap(), first.to_string(false).unwrap());
+        }
+        assert_eq!(first.token_to_id("[PAD]"), Some(0));
+        let encoding = first.encode("质量很好 quality", true).unwrap();
+        assert_eq!(encoding.get_tokens(), ["[CLS]", "质", "量", "很", "好", "quality", "[SEP]"]);
     }
 
     #[test]
