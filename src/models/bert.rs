@@ -416,6 +416,18 @@ mod tests {
     }
 
     #[test]
+    fn pretrained_weights_get_gradients_on_a_training_device() {
+        let device = Device::flex().autodiff();
+        let files = ModelFiles::resolve(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert/tiny")).unwrap();
+        let (_, bert) = files.load(&device).unwrap();
+        let hidden = bert.forward(BertInput::from_ids(&[&[2, 5, 7, 3]], 0, &device));
+        let grads = hidden.sum().backward();
+        assert!(bert.embeddings.word_embeddings.weight.val().grad(&grads).is_some());
+        assert!(bert.encoder.layers[0].pwff.linear_inner.weight.val().grad(&grads).is_some());
+        assert!(bert.encoder.layers[0].mha.query.weight.val().grad(&grads).is_some());
+    }
+
+    #[test]
     fn padding_does_not_change_real_tokens() {
         let device = Device::flex();
         let bert = tiny().init(&device);
