@@ -188,10 +188,7 @@ fn bad_input_gives_one_clear_line_and_exit_code_2() {
 fn wgpu_training_follows_cpu_training() {
     let dir = TempDir::new().unwrap();
     let d = dir.path();
-    let probe = shopnet(&["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"], d);
-    if !probe.status.success() {
-        assert!(std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(), "wgpu required but unusable: {}", stderr(&probe));
-        eprintln!("skipping: no wgpu adapter ({})", stderr(&probe).trim());
+    if !wgpu_usable(d) {
         return;
     }
     for (config_name, epochs) in [("gcn_cora.toml", "40"), ("gat_cora.toml", "12")] {

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::shopnet_with_env as shopnet;
-use common::{assert_user_error, repo, run_dir_from, stderr, stdout};
+use common::{assert_user_error, repo, run_dir_from, stderr, stdout, wgpu_usable};
 use tempfile::TempDir;
 
 fn tiny_bert() -> PathBuf {
@@ -134,6 +134,23 @@ fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
     let offline = Path::new("1");
     let run = train_ok(dir.path(), &config, &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)]);
     assert!(report(&run)["metrics"]["test_accuracy"].as_f64().is_some());
+
+    // The GPU code path scores as the CPU does (lavapipe in CI).
+    if wgpu_usable(dir.path()) {
+        let few = dir.path().join("few.csv");
+        fs::write(&few, fs::read_to_string(&reviews).unwrap().lines().take(25).collect::<Vec<_>>().join("\n")).unwrap();
+        let probabilities = |device: &str| -> Vec<f64> {
+            let out = dir.path().join(format!("scores_{device}.csv"));
+            let output = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", few.to_str().unwrap(), "--output", out.to_str().unwrap(), "--device", device], dir.path(), &[]);
+            assert!(output.status.success(), "{device}: {}", stderr(&output));
+            let text = fs::read_to_string(out).unwrap();
+            text.lines().skip(1).flat_map(|row| row.split(',').skip(2).map(|p| p.parse::<f64>().unwrap()).collect::<Vec<_>>()).collect()
+        };
+        let (cpu, gpu) = (probabilities("cpu"), probabilities("wgpu"));
+        assert_eq!(cpu.len(), 48);
+        let worst = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-4, "cpu and wgpu probabilities differ by {worst}");
+    }
 
     let missing = write_config(dir.path(), "missing.toml", "pretrained = \"shopnet/other-bert\"", &reviews, "epochs = 1");
     let output = shopnet(&["train", "--config", missing.to_str().unwrap()], dir.path(), &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)]);

@@ -65,3 +65,14 @@ pub fn assert_user_error(output: &Output, needle: &str) {
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
+
+/// Whether a wgpu device works here (lavapipe in CI). Without one a wgpu test skips,
+/// unless `SHOPNET_REQUIRE_WGPU` is set (as in CI), which makes that a failure.
+pub fn wgpu_usable(dir: &Path) -> bool {
+    let probe = shopnet(&["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"], dir);
+    if !probe.status.success() {
+        assert!(std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(), "wgpu required but unusable: {}", stderr(&probe));
+        eprintln!("skipping: no wgpu adapter ({})", stderr(&probe).trim());
+    }
+    probe.status.success()
+}
