@@ -204,3 +204,29 @@ fn bad_model_files_are_one_clear_line() {
     let output = shopnet(&["train", "--config", config.to_str().unwrap()], dir.path(), &[]);
     assert_user_error(&output, "nope.json: no such tokenizer file");
 }
+
+/// A stopped run resumes with the run's own tokenizer and dropout streams, and ends
+/// exactly where the uninterrupted run ends.
+#[test]
+fn stopped_bert_run_resumes_to_the_same_result() {
+    let dir = TempDir::new().unwrap();
+    let reviews = review_sample(dir.path());
+    let model = "tokenizer_vocab_size = 800\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
+    let config = write_config(dir.path(), "resume.toml", model, &reviews, "epochs = 3\nbatch_size = 32\noptimizer = \"adamw\"\nlr = 2e-3\nseed = 1");
+    let whole = train_ok(dir.path(), &config, &[]);
+
+    let output = shopnet(&["train", "--config", config.to_str().unwrap(), "--stop-after", "1"], dir.path(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stopped = run_dir_from(&stdout(&output));
+    let output = shopnet(&["train", "--resume", stopped.to_str().unwrap()], dir.path(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // Losses and validation metrics per epoch, without the timings.
+    let history = |run: &Path| -> Vec<String> {
+        let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
+        text.lines().map(|line| line.split(',').take(6).collect::<Vec<_>>().join(",")).collect()
+    };
+    assert_eq!(history(&stopped).len(), 4);
+    assert_eq!(history(&stopped), history(&whole));
+    assert_eq!(report(&stopped)["metrics"]["test_accuracy"], report(&whole)["metrics"]["test_accuracy"]);
+}
