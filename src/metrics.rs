@@ -73,6 +73,18 @@ pub fn macro_f1(predicted: &[u32], labels: &[u32], num_classes: usize) -> f64 {
     if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 }
 }
 
+/// Cross-entropy (`loss`), `accuracy` and `macro_f1` of class probabilities,
+/// `[labels.len(), classes]` row-major, against the true labels.
+pub fn classification(probabilities: &[f32], labels: &[u32], classes: usize) -> Metrics {
+    let loss = labels.iter().enumerate().map(|(i, &l)| -(probabilities[i * classes + l as usize].max(1e-12) as f64).ln()).sum::<f64>() / labels.len() as f64;
+    let predicted = argmax_rows(probabilities, classes);
+    let mut out = Metrics::default();
+    out.push("loss", loss);
+    out.push("accuracy", accuracy(&predicted, labels));
+    out.push("macro_f1", macro_f1(&predicted, labels, classes));
+    out
+}
+
 /// Row-wise argmax of a `[rows, classes]` row-major matrix.
 pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<u32> {
     values
@@ -207,6 +219,17 @@ mod tests {
     #[test]
     fn accuracy_counts_matches() {
         assert_eq!(accuracy(&[0, 1, 2, 2], &[0, 1, 1, 2]), 0.75);
+    }
+
+    #[test]
+    fn classification_metrics_by_hand() {
+        // Rows predict 1, 0, 1 for labels 1, 1, 0: one right.
+        let metrics = classification(&[0.2, 0.8, 0.6, 0.4, 0.5, 0.5001], &[1, 1, 0], 2);
+        let loss = -(0.8f32.ln() as f64 + 0.4f32.ln() as f64 + 0.5f32.ln() as f64) / 3.0;
+        assert!((metrics.get("loss").unwrap() - loss).abs() < 1e-6);
+        assert!((metrics.get("accuracy").unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        // Class 0: tp 0, fp 1, fn 1 -> F1 0; class 1: tp 1, fp 1, fn 1 -> F1 0.5.
+        assert!((metrics.get("macro_f1").unwrap() - 0.25).abs() < 1e-12);
     }
 
     #[test]

@@ -123,12 +123,7 @@ impl Task for ImageClassification {
         let (embedded, probabilities) = self.infer(model, indices);
         let c = self.num_classes();
         let labels: Vec<u32> = indices.iter().map(|&i| self.set.labels[i as usize]).collect();
-        let loss = labels.iter().enumerate().map(|(i, &l)| -(probabilities[i * c + l as usize].max(1e-12) as f64).ln()).sum::<f64>() / labels.len() as f64;
-        let predicted = metrics::argmax_rows(&probabilities, c);
-        let mut out = Metrics::default();
-        out.push("loss", loss);
-        out.push("accuracy", metrics::accuracy(&predicted, &labels));
-        out.push("macro_f1", metrics::macro_f1(&predicted, &labels, c));
+        let mut out = metrics::classification(&probabilities, &labels, c);
         let dim = embedded.len() / labels.len();
         let device = model_device(model);
         let index = Tensor::<2>::from_data(TensorData::new(embedded.clone(), [labels.len(), dim]), &device);

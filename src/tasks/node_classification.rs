@@ -179,13 +179,7 @@ impl<N: GraphNet> Task for NodeClassification<N> {
         let c = self.num_classes;
         let labels: Vec<u32> = nodes.iter().map(|&n| self.labels[n as usize].expect("split nodes are labelled")).collect();
         let rows: Vec<f32> = nodes.iter().flat_map(|&n| probabilities[n as usize * c..(n as usize + 1) * c].to_vec()).collect();
-        let loss = labels.iter().enumerate().map(|(i, &l)| -(rows[i * c + l as usize].max(1e-12) as f64).ln()).sum::<f64>() / labels.len() as f64;
-        let predicted = metrics::argmax_rows(&rows, c);
-        let mut out = Metrics::default();
-        out.push("loss", loss);
-        out.push("accuracy", metrics::accuracy(&predicted, &labels));
-        out.push("macro_f1", metrics::macro_f1(&predicted, &labels, c));
-        Ok(out)
+        Ok(metrics::classification(&rows, &labels, c))
     }
 }
 

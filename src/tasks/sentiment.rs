@@ -255,13 +255,7 @@ impl Task for Sentiment {
         let sequences: Vec<&[u32]> = rows.iter().map(|&r| self.tokens[r].as_slice()).collect();
         let probs = probabilities(model, &sequences, self.pad_id, c);
         let labels: Vec<u32> = rows.iter().map(|&r| self.labels[r]).collect();
-        let loss = labels.iter().enumerate().map(|(i, &l)| -(probs[i * c + l as usize].max(1e-12) as f64).ln()).sum::<f64>() / labels.len() as f64;
-        let predicted = metrics::argmax_rows(&probs, c);
-        let mut out = Metrics::default();
-        out.push("loss", loss);
-        out.push("accuracy", metrics::accuracy(&predicted, &labels));
-        out.push("macro_f1", metrics::macro_f1(&predicted, &labels, c));
-        Ok(out)
+        Ok(metrics::classification(&probs, &labels, c))
     }
 }
 
