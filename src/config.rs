@@ -325,6 +325,22 @@ fn apply_override(doc: &mut toml_edit::DocumentMut, assignment: &str) -> Result<
     Ok(())
 }
 
+/// A size or count key that must be at least 1.
+pub fn check_positive(key: &str, value: usize) -> Result<()> {
+    if value == 0 {
+        bail!("{key}: must be at least 1");
+    }
+    Ok(())
+}
+
+/// A dropout rate or held-out fraction: in [0, 1).
+pub fn check_fraction(key: &str, value: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&value) {
+        bail!("{key}: must be in [0, 1), got {value}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

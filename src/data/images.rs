@@ -31,6 +31,7 @@ use zune_png::zune_core::options::DecoderOptions;
 use super::Split;
 use super::records::CsvSource;
 use crate::models::random::HostRng;
+use crate::config::{check_fraction};
 
 /// `[data]` for image models.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,12 +97,8 @@ impl ImageDataConfig {
         if self.std.iter().any(|&s| !(s > 0.0)) {
             bail!("data.std: every value must be above 0, got {:?}", self.std);
         }
-        if !(0.0..1.0).contains(&self.test_fraction) {
-            bail!("data.test_fraction: must be in [0, 1), got {}", self.test_fraction);
-        }
-        if !(0.0..1.0).contains(&self.val_fraction) {
-            bail!("data.val_fraction: must be in [0, 1), got {}", self.val_fraction);
-        }
+        check_fraction("data.test_fraction", self.test_fraction)?;
+        check_fraction("data.val_fraction", self.val_fraction)?;
         if self.resize == Some(0) {
             bail!("data.resize: must be at least 1");
         }

@@ -25,6 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::events::{BadRows, Behavior, for_each_event};
+use crate::config::{check_fraction};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,9 +174,7 @@ fn drop_untrained_users(train: &[(u32, u32)], test: Vec<(u32, u32)>) -> (Vec<(u3
 }
 
 fn load_taobao(path: &Path, config: &InteractionDataConfig) -> Result<Interactions> {
-    if !(0.0..1.0).contains(&config.test_fraction) {
-        bail!("data.test_fraction: must be in [0, 1), got {}", config.test_fraction);
-    }
+    check_fraction("data.test_fraction", config.test_fraction)?;
     let mut users: HashMap<u64, u32> = HashMap::new();
     let mut items: HashMap<u64, u32> = HashMap::new();
     let (mut user_ids, mut item_ids) = (Vec::new(), Vec::new());

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Split;
 use super::events::{BadRows, Behavior, Event, ReadStats, for_each_event};
+use crate::config::{check_fraction, check_positive};
 
 /// Token id of left padding.
 pub const PAD: u32 = 0;
@@ -91,17 +92,12 @@ pub enum Cut {
 impl SequenceDataConfig {
     /// Checks every value, naming the key of the first bad one.
     pub fn validate(&self) -> Result<(Cut, i64)> {
-        if self.sequence_length == 0 {
-            bail!("data.sequence_length: must be at least 1");
-        }
+        check_positive("data.sequence_length", self.sequence_length)?;
         if self.vocab_size <= RESERVED_TOKENS {
             bail!("data.vocab_size: must be more than {RESERVED_TOKENS} (padding and out-of-vocabulary take ids 0 and 1)");
         }
-        for (key, value) in [("data.val_fraction", self.val_fraction), ("data.test_fraction", self.test_fraction)] {
-            if !(0.0..1.0).contains(&value) {
-                bail!("{key}: must be in [0, 1), got {value}");
-            }
-        }
+        check_fraction("data.val_fraction", self.val_fraction)?;
+        check_fraction("data.test_fraction", self.test_fraction)?;
         if self.val_fraction + self.test_fraction >= 1.0 {
             bail!("data.val_fraction + data.test_fraction: must leave users for training, got {}", self.val_fraction + self.test_fraction);
         }

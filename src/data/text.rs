@@ -18,6 +18,7 @@ use tokenizers::Tokenizer;
 
 use super::Split;
 use super::records::CsvSource;
+use crate::config::{check_fraction};
 
 /// `[data]` for text classification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,11 +56,8 @@ impl TextDataConfig {
         if self.path.as_os_str().is_empty() {
             bail!("data.path: missing (a CSV file)");
         }
-        for (key, value) in [("data.test_fraction", self.test_fraction), ("data.val_fraction", self.val_fraction)] {
-            if !(0.0..1.0).contains(&value) {
-                bail!("{key}: must be in [0, 1), got {value}");
-            }
-        }
+        check_fraction("data.test_fraction", self.test_fraction)?;
+        check_fraction("data.val_fraction", self.val_fraction)?;
         if self.test_fraction + self.val_fraction >= 1.0 {
             bail!("data.test_fraction + data.val_fraction: must leave rows to train on");
         }

@@ -21,6 +21,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, 
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
+use crate::config::{check_positive};
 
 /// The fields of a Hugging Face BERT `config.json` that decide the net. The sizes have no
 /// default, so a config of another architecture is refused rather than read as a BERT.
@@ -93,9 +94,7 @@ impl BertConfig {
             ("max_position_embeddings", self.max_position_embeddings),
             ("type_vocab_size", self.type_vocab_size),
         ] {
-            if value == 0 {
-                bail!("{key}: must be at least 1");
-            }
+            check_positive(key, value)?;
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);

@@ -28,6 +28,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::random::{HostRng, dropout, zeros_param};
+use crate::config::{check_fraction, check_positive};
 
 /// One entry of `model.blocks`: a 3x3 convolution's output channels, or `"M"`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,15 +157,9 @@ impl VggConfig {
         if spec.blocks.contains(&Block::Conv(0)) {
             bail!("model.blocks: a convolution width must be at least 1");
         }
-        if spec.embedding_size == 0 {
-            bail!("model.embedding_size: must be at least 1");
-        }
-        if spec.pool_size == 0 {
-            bail!("model.pool_size: must be at least 1");
-        }
-        if !(0.0..1.0).contains(&spec.dropout) {
-            bail!("model.dropout: must be in [0, 1), got {}", spec.dropout);
-        }
+        check_positive("model.embedding_size", spec.embedding_size)?;
+        check_positive("model.pool_size", spec.pool_size)?;
+        check_fraction("model.dropout", spec.dropout)?;
         let pools = spec.blocks.iter().filter(|b| **b == POOL).count() as u32;
         if spec.input_size == 0 || spec.input_size >> pools == 0 {
             bail!("model.input_size: {} pixels do not survive the {pools} 2x2 pools of model.blocks", spec.input_size);

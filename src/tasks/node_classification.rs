@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Family, TrainJob, TrainSummary};
-use crate::config::{ModelKind, RunConfig};
+use crate::config::{check_fraction, check_positive, ModelKind, RunConfig};
 use crate::data::Split;
 use crate::data::graph::{Graph, GraphDataConfig};
 use crate::metrics::{self, Metrics};
@@ -37,20 +37,6 @@ pub trait GraphNet: Module + Clone + 'static {
     fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2>;
 }
 
-fn check_probability(key: &str, value: f64) -> Result<()> {
-    if !(0.0..1.0).contains(&value) {
-        bail!("{key}: must be in [0, 1), got {value}");
-    }
-    Ok(())
-}
-
-fn check_positive(key: &str, value: usize) -> Result<()> {
-    if value == 0 {
-        bail!("{key}: must be at least 1");
-    }
-    Ok(())
-}
-
 impl GraphNet for Gcn {
     type Config = GcnConfig;
     const KIND: ModelKind = ModelKind::Gcn;
@@ -58,7 +44,7 @@ impl GraphNet for Gcn {
     fn validate(config: &GcnConfig) -> Result<()> {
         check_positive("model.hidden", config.hidden)?;
         check_positive("model.layers", config.layers)?;
-        check_probability("model.dropout", config.dropout)
+        check_fraction("model.dropout", config.dropout)
     }
 
     fn build(config: &GcnConfig, num_features: usize, num_classes: usize, rng: &mut HostRng, device: &Device) -> Self {
@@ -78,8 +64,8 @@ impl GraphNet for Gat {
         check_positive("model.hidden", config.hidden)?;
         check_positive("model.heads", config.heads)?;
         check_positive("model.out_heads", config.out_heads)?;
-        check_probability("model.dropout", config.dropout)?;
-        check_probability("model.attention_dropout", config.attention_dropout)
+        check_fraction("model.dropout", config.dropout)?;
+        check_fraction("model.attention_dropout", config.attention_dropout)
     }
 
     fn build(config: &GatConfig, num_features: usize, num_classes: usize, rng: &mut HostRng, device: &Device) -> Self {

@@ -16,7 +16,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::ProgressBar;
 
 use super::{Family, TrainJob, TrainSummary};
-use crate::config::{ConfigDoc, ModelKind, RunConfig};
+use crate::config::{check_fraction, check_positive, ConfigDoc, ModelKind, RunConfig};
 use crate::data::Split;
 use crate::data::sequences::{Examples, SequenceDataConfig, UserHistories, VOCABULARY_FILE, Vocabulary, describe_time};
 use crate::metrics::{self, Metrics};
@@ -142,16 +142,12 @@ impl IntentFamily {
             ("model.hidden", model.hidden),
             ("model.pool", model.pool),
         ] {
-            if value == 0 {
-                bail!("{key}: must be at least 1");
-            }
+            check_positive(key, value)?;
         }
         if model.kernel_size % 2 == 0 {
             bail!("model.kernel_size: must be odd (so that the convolution keeps the sequence length), got {}", model.kernel_size);
         }
-        if !(0.0..1.0).contains(&model.dropout) {
-            bail!("model.dropout: must be in [0, 1), got {}", model.dropout);
-        }
+        check_fraction("model.dropout", model.dropout)?;
         if !(model.pos_weight > 0.0) {
             bail!("model.pos_weight: must be positive, got {}", model.pos_weight);
         }

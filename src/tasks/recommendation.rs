@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::{Family, TrainJob, TrainSummary};
-use crate::config::{ConfigDoc, ModelKind, RunConfig};
+use crate::config::{check_positive, ConfigDoc, ModelKind, RunConfig};
 use crate::data::Split;
 use crate::data::interactions::{InteractionDataConfig, Interactions};
 use crate::metrics::{self, Metrics};
@@ -217,9 +217,7 @@ impl RecommenderFamily {
     fn config(doc: &ConfigDoc) -> Result<RecConfig> {
         let config: RecConfig = doc.typed()?;
         let model = &config.model;
-        if model.embedding_size == 0 {
-            bail!("model.embedding_size: must be at least 1");
-        }
+        check_positive("model.embedding_size", model.embedding_size)?;
         if model.encoder == Encoder::Gat && (model.heads == 0 || model.embedding_size % model.heads != 0) {
             bail!("model.heads: must divide model.embedding_size ({}), got {}", model.embedding_size, model.heads);
         }

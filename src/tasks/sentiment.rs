@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::{Family, TrainJob, TrainSummary};
-use crate::config::{ConfigDoc, ModelKind, RunConfig};
+use crate::config::{check_fraction, ConfigDoc, ModelKind, RunConfig};
 use crate::data::Split;
 use crate::data::records::CsvSource;
 use crate::data::text::{TextDataConfig, TextDataset, TextTokenizer, clean_text, train_wordpiece};
@@ -93,17 +93,10 @@ impl Default for SentimentModelConfig {
 
 type SentimentConfig = RunConfig<SentimentModelConfig, TextDataConfig>;
 
-fn check_probability(key: &str, value: f64) -> Result<()> {
-    if !(0.0..1.0).contains(&value) {
-        bail!("{key}: must be in [0, 1), got {value}");
-    }
-    Ok(())
-}
-
 impl SentimentModelConfig {
     fn validate(&self) -> Result<()> {
-        check_probability("model.dropout", self.dropout)?;
-        check_probability("model.encoder_dropout", self.encoder_dropout)?;
+        check_fraction("model.dropout", self.dropout)?;
+        check_fraction("model.encoder_dropout", self.encoder_dropout)?;
         if self.max_length < 2 {
             bail!("model.max_length: must be at least 2 ([CLS] and [SEP])");
         }
