@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
+use burn::module::Module;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use indicatif::ProgressBar;
@@ -25,7 +26,7 @@ use crate::data::Split;
 use crate::data::records::CsvSource;
 use crate::data::text::{TextDataConfig, TextDataset, TextTokenizer, clean_text, train_wordpiece};
 use crate::metrics::{self, Metrics};
-use crate::models::bert::{BertClassifier, BertConfig, BertInput, ModelFiles};
+use crate::models::bert::{Bert, BertClassifier, BertConfig, BertInput, ModelFiles};
 use crate::models::random::HostRng;
 use crate::run_dir::{self, Artifacts};
 use crate::score::ClassScoreWriter;
@@ -142,7 +143,7 @@ impl SentimentModelConfig {
 pub struct Sentiment {
     encoder: BertConfig,
     /// Set while training from a pretrained checkpoint: its weights start the run.
-    pretrained: Option<ModelFiles>,
+    pretrained: Option<Bert>,
     num_classes: usize,
     dropout: f64,
     batch_size: usize,
@@ -153,7 +154,7 @@ pub struct Sentiment {
 }
 
 impl Sentiment {
-    fn new(encoder: BertConfig, pretrained: Option<ModelFiles>, model: &SentimentModelConfig, batch_size: usize, tokenizer: &TextTokenizer, data: &TextDataset) -> Result<Self> {
+    fn new(encoder: BertConfig, pretrained: Option<Bert>, model: &SentimentModelConfig, batch_size: usize, tokenizer: &TextTokenizer, data: &TextDataset) -> Result<Self> {
         let tokens = tokenizer.encode_all(&data.texts)?;
         if let Some(max) = tokens.iter().flatten().max()
             && *max as usize >= encoder.vocab_size
@@ -210,7 +211,9 @@ impl Task for Sentiment {
         // burn-nn's layers draw their initial weights from the device generator.
         device.seed(seed);
         let bert = match &self.pretrained {
-            Some(files) => files.load(device).expect("the pretrained checkpoint was checked when the task was built").1,
+            // Loaded tensors arrive without gradient tracking; a training device needs it back.
+            Some(bert) if device.is_autodiff() => bert.clone().fork(device).set_require_grad(true).train(),
+            Some(bert) => bert.clone().fork(device),
             None => self.encoder.init(device),
         };
         BertClassifier::new(bert, &self.encoder, self.num_classes, self.dropout, device)
@@ -314,11 +317,8 @@ impl Family for SentimentFamily {
         if config.model.max_length > encoder.max_position_embeddings {
             bail!("model.max_length: {} exceeds the encoder's {} positions", config.model.max_length, encoder.max_position_embeddings);
         }
-        if let Some(files) = &files {
-            // Fail here, with the file's name, rather than inside the trainer.
-            files.load(job.device)?;
-        }
-        let task = Sentiment::new(encoder.clone(), files, &config.model, config.train.batch_size, &tokenizer, &data)?;
+        let pretrained = files.map(|files| files.load(job.device)).transpose()?.map(|(_, bert)| bert);
+        let task = Sentiment::new(encoder.clone(), pretrained, &config.model, config.train.batch_size, &tokenizer, &data)?;
         let input = SentimentInput { bert: encoder, max_length: config.model.max_length, text_column: config.data.text_column.clone() };
         super::train_task(&job, &config, &task, data.label_names.clone(), serde_json::to_value(&input)?)
     }
