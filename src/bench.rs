@@ -5,28 +5,29 @@
 //! `scripts/bench_graph_torch.py`, `scripts/intent_torch.py` and `scripts/vgg_torch.py`
 //! time the same nets in PyTorch for the ratio.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::optim::GradientsParams;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::TrainConfig;
-use crate::data::Split;
-use crate::data::graph::{Graph, GraphDataConfig, SparseFeatures};
+use crate::base::config::{OptimizerKind, TrainConfig};
+use crate::base::rng::HostRng;
+use crate::base::sparse::SparseFeatures;
+use crate::base::split::{Split, Splits};
+use crate::base::tensor::cross_entropy;
+use crate::data::graph::{Graph, GraphDataConfig};
 use crate::data::sequences::Examples;
+use crate::families::intent::PurchaseIntent;
+use crate::families::node::{GraphNet, NodeClassification};
+use crate::models::bert::{Bert, BertClassifier, BertInput, ModelFiles};
 use crate::models::gat::{Gat, GatConfig};
 use crate::models::gcn::{Gcn, GcnConfig};
 use crate::models::intent::IntentConfig;
 use crate::models::vgg::{Vgg, VggConfig};
-use crate::models::random::HostRng;
-use crate::tasks::node_classification::{GraphNet, NodeClassification};
-use crate::tasks::purchase_intent::PurchaseIntent;
+use crate::train::step::optimizer_step;
 use crate::train::{Task, optim};
 
 /// A random graph for scale benchmarks: `edges` directed edges drawn uniformly, dense
@@ -53,18 +54,11 @@ pub fn synthetic_graph(nodes: usize, edges: usize, features: usize, seed: u64) -
         node_ids: (0..nodes).map(|i| i.to_string()).collect(),
         labels: (0..nodes).map(|_| Some(rng.random_range(0..classes))).collect(),
         label_names: (0..classes).map(|c| c.to_string()).collect(),
-        splits: (0..nodes).map(|i| if i % 10 == 0 { Split::Train } else { Split::None }).collect(),
+        splits: (0..nodes).map(|i| (i % 10 == 0).then_some(Split::Train)).collect(),
         num_features: features,
         features: sparse,
         edges: edge_list,
     }
-}
-
-pub struct BenchResult {
-    pub epochs: usize,
-    pub mean_ms: f64,
-    pub min_ms: f64,
-    pub setup_s: f64,
 }
 
 /// The nets `shopnet bench` times.
@@ -81,47 +75,133 @@ pub enum BenchNet {
     Bert,
 }
 
-/// The node-classification nets, timed per full-batch epoch.
-#[derive(Debug, Clone, Copy)]
-pub enum NodeNet {
-    Gcn,
-    Gat,
+/// What `shopnet bench` was asked: the net and the knobs of its workload.
+pub struct BenchArgs {
+    pub model: BenchNet,
+    /// The device as the user named it, for the report line.
+    pub device_name: String,
+    /// Graph nets: timed and untimed full-batch epochs, GAT heads, a random graph's size.
+    pub epochs: usize,
+    pub warmup: usize,
+    pub heads: usize,
+    pub random_graph: Option<RandomGraph>,
+    /// BERT: the Hugging Face folder or repo id, sentences to embed, fine-tuning steps.
+    pub weights: Option<String>,
+    pub sentences: usize,
+    pub steps: usize,
 }
 
-/// Times `epochs` training epochs after `warmup` untimed ones.
-pub fn time_training(net: NodeNet, graph: &Graph, gat_heads: usize, device: &Device, epochs: usize, warmup: usize) -> BenchResult {
-    match net {
-        NodeNet::Gcn => time_net::<Gcn>(GcnConfig::default(), graph, device, epochs, warmup, 0.01),
-        NodeNet::Gat => time_net::<Gat>(GatConfig { heads: gat_heads, ..GatConfig::default() }, graph, device, epochs, warmup, 0.005),
+#[derive(Debug, Clone, Copy)]
+pub struct RandomGraph {
+    pub nodes: usize,
+    pub edges: usize,
+    pub features: usize,
+}
+
+/// Runs the workload and returns its report line(s).
+pub fn run(args: &BenchArgs, device: &Device) -> Result<String> {
+    let threads = rayon::current_num_threads();
+    let on = format!("on {} ({threads} threads)", args.device_name);
+    match args.model {
+        BenchNet::Gcn | BenchNet::Gat => graph_report(args, device, &on),
+        BenchNet::Intent => {
+            let (sequences, batch) = (20_000, 32);
+            let t = time_intent(sequences, batch, device)?;
+            Ok(format!(
+                "intent {sequences} sequences of 50 {on}: train epoch {:.2} s ({} steps of {batch}), inference {:.2} s (batch 256)",
+                t.train_s, t.steps, t.inference_s
+            ))
+        }
+        BenchNet::Vgg => {
+            let images = 2_048;
+            let t = time_vgg(
+                &VggBench { images, train_batch: 64, infer_batch: 256, classes: 10 },
+                device,
+            )?;
+            Ok(format!(
+                "vgg {images} images 3x32x32 {on}: train epoch {:.3} s (batch 64), inference {:.3} s (batch 256); peak memory {}",
+                t.train_s,
+                t.infer_s,
+                peak_memory_text()
+            ))
+        }
+        BenchNet::Bert => bert_report(args, device, &on),
     }
 }
 
-fn time_net<N: GraphNet>(config: N::Config, graph: &Graph, device: &Device, epochs: usize, warmup: usize, lr: f64) -> BenchResult {
+fn peak_memory_text() -> String {
+    peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"))
+}
+
+fn graph_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {
+    if args.heads == 0 {
+        bail!("--heads: must be at least 1");
+    }
+    if args.epochs == 0 {
+        bail!("--epochs: must be at least 1");
+    }
+    let (graph, workload) = match args.random_graph {
+        Some(RandomGraph { nodes, edges, features }) => {
+            if nodes == 0 || features == 0 {
+                bail!("--nodes and --features: must be at least 1");
+            }
+            (
+                synthetic_graph(nodes, edges, features, 0),
+                format!("random graph {nodes} nodes {edges} edges {features} features"),
+            )
+        }
+        None => (Graph::load(&GraphDataConfig::default(), None)?, "cora".to_string()),
+    };
+    let timing = match args.model {
+        BenchNet::Gat => {
+            let config = GatConfig { heads: args.heads, ..GatConfig::default() };
+            time_net::<Gat>(config, &graph, device, args, 0.005)?
+        }
+        _ => time_net::<Gcn>(GcnConfig::default(), &graph, device, args, 0.01)?,
+    };
+    Ok(format!(
+        "{} {workload} {on}: {:.2} ms/epoch mean, {:.2} ms min over {} epochs; setup {:.1} s; peak memory {}",
+        format!("{:?}", args.model).to_lowercase(),
+        timing.mean_ms,
+        timing.min_ms,
+        args.epochs,
+        timing.setup_s,
+        peak_memory_text()
+    ))
+}
+
+struct EpochTimes {
+    mean_ms: f64,
+    min_ms: f64,
+    setup_s: f64,
+}
+
+/// Times `args.epochs` full-batch training epochs after `args.warmup` untimed ones.
+fn time_net<N: GraphNet>(
+    config: N::Config,
+    graph: &Graph,
+    device: &Device,
+    args: &BenchArgs,
+    lr: f64,
+) -> Result<EpochTimes> {
     let setup = Instant::now();
     let task = NodeClassification::<N>::new(config, graph, graph.num_features, device);
-    let train_device = device.clone().autodiff();
-    let mut model = task.init_model(0, &train_device);
-    let mut optimizer = optim::build(&TrainConfig { lr, weight_decay: 5e-4, ..TrainConfig::default() });
+    let mut model = task.init_model(0, &device.clone().autodiff())?;
+    let mut optimizer =
+        optim::build(&TrainConfig { lr, weight_decay: 5e-4, ..TrainConfig::default() });
     let setup_s = setup.elapsed().as_secs_f64();
-    let mut times = Vec::with_capacity(epochs);
-    for epoch in 0..warmup + epochs {
+    let mut times = Vec::with_capacity(args.epochs);
+    for epoch in 0..args.warmup + args.epochs {
         let started = Instant::now();
-        let mut rng = HostRng::for_epoch(0, epoch);
-        let loss = task.train_loss(&model, &(), &mut rng);
-        let _: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(lr, model, grads);
+        let loss = task.train_loss(&model, &(), &mut HostRng::for_epoch(0, epoch))?;
+        model = optimizer_step(model, loss, &mut optimizer, lr).0;
         let _ = device.sync();
-        if epoch >= warmup {
+        if epoch >= args.warmup {
             times.push(started.elapsed().as_secs_f64() * 1e3);
         }
     }
-    BenchResult {
-        epochs,
-        mean_ms: times.iter().sum::<f64>() / times.len().max(1) as f64,
-        min_ms: times.iter().copied().fold(f64::INFINITY, f64::min),
-        setup_s,
-    }
+    let mean_ms = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    Ok(EpochTimes { mean_ms, min_ms: times.iter().copied().fold(f64::INFINITY, f64::min), setup_s })
 }
 
 /// Seconds for one purchase-intent training epoch and for inference over the same
@@ -137,7 +217,6 @@ pub struct IntentTiming {
 /// inference over the same sequences at 256.
 pub fn time_intent(sequences: usize, batch_size: usize, device: &Device) -> Result<IntentTiming> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let config = IntentConfig::default();
     let (length, vocabulary) = (50, 10_000);
     let examples = Examples {
         sequence_length: length,
@@ -146,18 +225,16 @@ pub fn time_intent(sequences: usize, batch_size: usize, device: &Device) -> Resu
         labels: (0..sequences).map(|_| rng.random_bool(0.2)).collect(),
         carts: vec![0; sequences],
     };
-    let splits = HashMap::from([(Split::Train, examples.clone())]);
-    let task = PurchaseIntent::new(config, vocabulary, batch_size, splits, device);
-    let mut model = task.init_model(0, &device.clone().autodiff());
+    let splits = Splits { train: examples.clone(), ..Splits::default() };
+    let task = PurchaseIntent::new(IntentConfig::default(), vocabulary, batch_size, splits, device);
+    let mut model = task.init_model(0, &device.clone().autodiff())?;
     let mut optimizer = optim::build(&TrainConfig::default());
     let started = Instant::now();
     let mut host_rng = HostRng::for_epoch(0, 0);
-    let batches = task.train_batches(&mut host_rng);
+    let batches = task.train_batches(&mut host_rng)?;
     for batch in &batches {
-        let loss = task.train_loss(&model, batch, &mut host_rng);
-        let _: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(1e-3, model, grads);
+        let loss = task.train_loss(&model, batch, &mut host_rng)?;
+        model = optimizer_step(model, loss, &mut optimizer, 1e-3).0;
     }
     let _ = device.sync();
     let train_s = started.elapsed().as_secs_f64();
@@ -178,33 +255,50 @@ pub struct VggTimes {
     pub infer_s: f64,
 }
 
-/// Times one epoch of training and one pass of inference of the reference net.
-pub fn time_vgg(bench: &VggBench, device: &Device) -> VggTimes {
-    let spec = VggConfig::default().spec();
-    let side = spec.input_size;
-    let per_image = 3 * side * side;
-    let mut rng = HostRng::new(0);
-    let pixels: Vec<f32> = (0..bench.images * per_image).map(|_| rng.inner().random_range(-1.0..1.0)).collect();
-    let labels: Vec<i64> = (0..bench.images).map(|_| rng.inner().random_range(0..bench.classes as i64)).collect();
-    let batch = |device: &Device, start: usize, len: usize| {
-        let x = Tensor::<4>::from_data(TensorData::new(pixels[start * per_image..(start + len) * per_image].to_vec(), [len, 3, side, side]), device);
-        let y = Tensor::<2, Int>::from_data(TensorData::new(labels[start..start + len].to_vec(), [len, 1]), device);
-        (x, y)
-    };
+/// Random images and labels for the VGG workload, cut into tensors on demand.
+struct RandomImages {
+    side: usize,
+    pixels: Vec<f32>,
+    labels: Vec<u32>,
+}
 
+impl RandomImages {
+    fn new(images: usize, side: usize, classes: usize) -> Self {
+        let mut rng = HostRng::new(0);
+        let pixels =
+            (0..images * 3 * side * side).map(|_| rng.inner().random_range(-1.0..1.0)).collect();
+        let labels = (0..images).map(|_| rng.inner().random_range(0..classes as u32)).collect();
+        Self { side, pixels, labels }
+    }
+
+    fn batch(&self, device: &Device, start: usize, len: usize) -> (Tensor<4>, Tensor<2, Int>) {
+        let per_image = 3 * self.side * self.side;
+        let values = self.pixels[start * per_image..(start + len) * per_image].to_vec();
+        let x =
+            Tensor::<4>::from_data(TensorData::new(values, [len, 3, self.side, self.side]), device);
+        (
+            x,
+            crate::base::tensor::label_column(
+                self.labels[start..start + len].iter().copied(),
+                device,
+            ),
+        )
+    }
+}
+
+/// Times one epoch of training and one pass of inference of the reference net.
+pub fn time_vgg(bench: &VggBench, device: &Device) -> Result<VggTimes> {
+    let spec = VggConfig::default().spec();
+    let data = RandomImages::new(bench.images, spec.input_size, bench.classes);
     let train_device = device.clone().autodiff();
     let mut model = Vgg::new(&spec, bench.classes, &mut HostRng::new(0), &train_device);
     let config = TrainConfig::default();
     let mut optimizer = optim::build(&config);
     let started = Instant::now();
     for start in (0..bench.images).step_by(bench.train_batch) {
-        let len = bench.train_batch.min(bench.images - start);
-        let (x, y) = batch(&train_device, start, len);
+        let (x, y) = data.batch(&train_device, start, bench.train_batch.min(bench.images - start));
         let (_, logits) = model.forward(x, None);
-        let loss = log_softmax(logits, 1).gather(1, y).mean().neg();
-        let _: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optimizer.step(config.lr, model, grads);
+        model = optimizer_step(model, cross_entropy(logits, y), &mut optimizer, config.lr).0;
     }
     let _ = device.sync();
     let train_s = started.elapsed().as_secs_f64();
@@ -212,12 +306,11 @@ pub fn time_vgg(bench: &VggBench, device: &Device) -> VggTimes {
     let model = model.valid();
     let started = Instant::now();
     for start in (0..bench.images).step_by(bench.infer_batch) {
-        let len = bench.infer_batch.min(bench.images - start);
-        let (x, _) = batch(device, start, len);
+        let (x, _) = data.batch(device, start, bench.infer_batch.min(bench.images - start));
         let (embedding, _) = model.forward(x, None);
         let _ = embedding.into_data();
     }
-    VggTimes { train_s, infer_s: started.elapsed().as_secs_f64() }
+    Ok(VggTimes { train_s, infer_s: started.elapsed().as_secs_f64() })
 }
 
 /// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
@@ -226,10 +319,6 @@ pub fn peak_memory_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
-}
-
-pub fn cora() -> Result<Graph> {
-    Graph::load(&GraphDataConfig::default(), None)
 }
 
 /// The reference `bert` workload: inference over `sentences` random sequences of exactly
@@ -254,32 +343,66 @@ pub struct BertBench {
     pub finetune_s: f64,
 }
 
+fn bert_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {
+    let Some(weights) = &args.weights else {
+        bail!("--weights: required with --model bert");
+    };
+    if args.sentences == 0 {
+        bail!("--sentences: must be at least 1");
+    }
+    let workload = BertWorkload {
+        sentences: args.sentences,
+        length: BertWorkload::LENGTH,
+        batch: BertWorkload::BATCH,
+        steps: args.steps,
+        train_batch: BertWorkload::TRAIN_BATCH,
+    };
+    let timing = time_bert(&ModelFiles::resolve(weights)?, device, &workload)?;
+    Ok(format!(
+        "shopnet bert inference {on}: {} sentences x {} tokens, batch {}: {:.3} s\nshopnet bert finetune {on}: {} steps, batch {} x {} tokens: {:.3} s",
+        workload.sentences,
+        workload.length,
+        workload.batch,
+        timing.inference_s,
+        workload.steps,
+        workload.train_batch,
+        workload.length,
+        timing.finetune_s
+    ))
+}
+
+/// Random token ids of the BERT workload, above the special tokens of a BERT vocabulary.
+fn random_sequence(rng: &mut ChaCha8Rng, length: usize, vocab_size: usize) -> Vec<u32> {
+    (0..length).map(|_| rng.random_range(1000..vocab_size as u32)).collect()
+}
+
 /// Times the BERT workload: inference, then fine-tuning steps (classifier head,
 /// cross-entropy, AdamW). One untimed batch of each warms up first.
 /// `scripts/bert_torch.py` does the same in PyTorch.
-pub fn time_bert(files: &crate::models::bert::ModelFiles, device: &Device, workload: &BertWorkload) -> Result<BertBench> {
-    use burn::tensor::activation::log_softmax;
-    use burn::tensor::{Int, Tensor, TensorData};
-    use crate::models::bert::{BertClassifier, BertInput};
-
-    let BertWorkload { sentences, length, batch, steps, train_batch } = *workload;
+pub fn time_bert(
+    files: &ModelFiles,
+    device: &Device,
+    workload: &BertWorkload,
+) -> Result<BertBench> {
     let (config, bert) = files.load(device)?;
-    if length > config.max_position_embeddings {
-        anyhow::bail!("--length {length} exceeds the model's {} positions", config.max_position_embeddings);
+    if workload.length > config.max_position_embeddings {
+        bail!(
+            "--length {}: exceeds the model's {} positions",
+            workload.length,
+            config.max_position_embeddings
+        );
     }
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let sequence = |rng: &mut ChaCha8Rng| -> Vec<u32> {
-        (0..length).map(|_| rng.random_range(1000..config.vocab_size as u32)).collect()
-    };
-    let run_inference = |bert: &crate::models::bert::Bert, rows: &[Vec<u32>]| {
+    let data: Vec<Vec<u32>> = (0..workload.sentences)
+        .map(|_| random_sequence(&mut rng, workload.length, config.vocab_size))
+        .collect();
+    let run_inference = |bert: &Bert, rows: &[Vec<u32>]| {
         let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
-        let hidden = bert.forward(BertInput::from_ids(&refs, 0, device));
-        let _ = hidden.into_data();
+        let _ = bert.forward(BertInput::from_ids(&refs, 0, device)).into_data();
     };
-    let data: Vec<Vec<u32>> = (0..sentences).map(|_| sequence(&mut rng)).collect();
-    run_inference(&bert, &data[..batch.min(sentences)]);
+    run_inference(&bert, &data[..workload.batch.min(workload.sentences)]);
     let started = Instant::now();
-    for rows in data.chunks(batch) {
+    for rows in data.chunks(workload.batch) {
         run_inference(&bert, rows);
     }
     let inference_s = started.elapsed().as_secs_f64();
@@ -288,21 +411,25 @@ pub fn time_bert(files: &crate::models::bert::ModelFiles, device: &Device, workl
     let (_, bert) = files.load(&train_device)?;
     let mut model = BertClassifier::new(bert, &config, 2, 0.1, &train_device);
     let lr = 2e-5;
-    let mut optimizer = optim::build(&TrainConfig { lr, optimizer: crate::config::OptimizerKind::Adamw, weight_decay: 0.01, ..TrainConfig::default() });
+    let mut optimizer = optim::build(&TrainConfig {
+        lr,
+        optimizer: OptimizerKind::Adamw,
+        weight_decay: 0.01,
+        ..TrainConfig::default()
+    });
     let mut step = |model: BertClassifier, rng: &mut ChaCha8Rng| -> BertClassifier {
-        let rows: Vec<Vec<u32>> = (0..train_batch).map(|_| sequence(rng)).collect();
+        let rows: Vec<Vec<u32>> = (0..workload.train_batch)
+            .map(|_| random_sequence(rng, workload.length, config.vocab_size))
+            .collect();
         let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
-        let labels: Vec<i64> = (0..train_batch).map(|_| rng.random_range(0..2)).collect();
-        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [train_batch, 1]), &train_device);
+        let labels: Vec<u32> = (0..workload.train_batch).map(|_| rng.random_range(0..2)).collect();
+        let labels = crate::base::tensor::label_column(labels, &train_device);
         let logits = model.forward(BertInput::from_ids(&refs, 0, &train_device));
-        let loss = log_softmax(logits, 1).gather(1, labels).mean().neg();
-        let _: f32 = loss.clone().into_scalar();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optimizer.step(lr, model, grads)
+        optimizer_step(model, cross_entropy(logits, labels), &mut optimizer, lr).0
     };
     model = step(model, &mut rng);
     let started = Instant::now();
-    for _ in 0..steps {
+    for _ in 0..workload.steps {
         model = step(model, &mut rng);
     }
     let _ = device.sync();

@@ -1,20 +1,19 @@
 //! shopnet: a config-driven training and inference engine for e-commerce models, on Burn.
 //!
-//! One trainer ([`train`]) drives every model family through the [`train::Task`] trait;
-//! the CLI ([`cli`]) reaches a family through [`tasks::Family`], chosen by `model.kind`.
-//! The compute device is picked once, in [`backend`].
+//! Layers, each importing only the ones below it (checked by `tests/architecture.rs`):
+//! - [`cli`]: the command line, one function per subcommand;
+//! - [`bench`]: the reference benchmark workloads;
+//! - [`families`]: one file per model family behind the [`families::family::Family`]
+//!   trait, and the generic `train` / `eval` / `score` / `export` of [`families::driver`];
+//! - [`train`]: the one training loop, driven through [`train::Task`];
+//! - [`data`], [`models`], [`artifacts`]: input formats, nets, and what runs leave on disk;
+//! - [`base`]: config, device, metrics, host randomness, splits, files.
 
-pub mod backend;
+pub mod artifacts;
+pub mod base;
 pub mod bench;
 pub mod cli;
-pub mod config;
 pub mod data;
-pub mod embeddings;
-pub mod export;
-pub mod metrics;
+pub mod families;
 pub mod models;
-pub mod run_dir;
-pub mod score;
-pub mod synth;
-pub mod tasks;
 pub mod train;

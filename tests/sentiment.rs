@@ -57,12 +57,24 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     let reviews = review_sample(dir.path());
     let tokenizer = dir.path().join("zh.json");
     let output = shopnet(
-        &["tokenizer", "train", "--input", reviews.to_str().unwrap(), "--column", "review", "--vocab-size", "800", "--out", tokenizer.to_str().unwrap()],
+        &[
+            "tokenizer",
+            "train",
+            "--input",
+            reviews.to_str().unwrap(),
+            "--column",
+            "review",
+            "--vocab-size",
+            "800",
+            "--out",
+            tokenizer.to_str().unwrap(),
+        ],
         dir.path(),
         &[],
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    let vocab: serde_json::Value = serde_json::from_str(&fs::read_to_string(&tokenizer).unwrap()).unwrap();
+    let vocab: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&tokenizer).unwrap()).unwrap();
     let vocab = vocab["model"]["vocab"].as_object().unwrap();
     assert_eq!(vocab["[PAD]"], 0);
     // The BERT pre-tokeniser splits CJK characters, so common ones are whole tokens.
@@ -72,9 +84,16 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
 
     // The run trains its own tokenizer on the training split.
     let model = "tokenizer_vocab_size = 800\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
-    let config = write_config(dir.path(), "zh.toml", model, &reviews, "epochs = 4\nbatch_size = 32\noptimizer = \"adamw\"\nlr = 2e-3\nseed = 1");
+    let config = write_config(
+        dir.path(),
+        "zh.toml",
+        model,
+        &reviews,
+        "epochs = 4\nbatch_size = 32\noptimizer = \"adamw\"\nlr = 2e-3\nseed = 1",
+    );
     let run = train_ok(dir.path(), &config, &[]);
-    let run_info: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    let run_info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
     assert_eq!(run_info["labels"], serde_json::json!(["0", "1"]));
     assert!(run.join("tokenizer.json").is_file());
     // 1,570 reviews: 10 % test, stratified; a working classifier beats the 50 % of chance.
@@ -82,7 +101,19 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     assert!(accuracy > 0.65, "test accuracy {accuracy}");
 
     let scores = dir.path().join("scores.csv");
-    let output = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", reviews.to_str().unwrap(), "--output", scores.to_str().unwrap()], dir.path(), &[]);
+    let output = shopnet(
+        &[
+            "score",
+            "--run",
+            run.to_str().unwrap(),
+            "--input",
+            reviews.to_str().unwrap(),
+            "--output",
+            scores.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = fs::read_to_string(&scores).unwrap();
     let mut lines = text.lines();
@@ -97,18 +128,69 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     }
 
     let bundle = dir.path().join("bundle");
-    let output = shopnet(&["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()], dir.path(), &[]);
+    let output = shopnet(
+        &["export", "--run", run.to_str().unwrap(), "--out", bundle.to_str().unwrap()],
+        dir.path(),
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let again = dir.path().join("again.csv");
-    let output = shopnet(&["score", "--run", bundle.to_str().unwrap(), "--input", reviews.to_str().unwrap(), "--output", again.to_str().unwrap()], dir.path(), &[]);
+    let output = shopnet(
+        &[
+            "score",
+            "--run",
+            bundle.to_str().unwrap(),
+            "--input",
+            reviews.to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fs::read_to_string(&again).unwrap(), text);
 
     // A label the model never saw is one clear line, not a silent row.
     let unseen = dir.path().join("unseen.csv");
     fs::write(&unseen, "cat,label,review\n书籍,1,很好\n书籍,7,一般\n").unwrap();
-    let output = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", unseen.to_str().unwrap(), "--output", again.to_str().unwrap()], dir.path(), &[]);
-    assert_user_error(&output, "unseen.csv:3: label: label \"7\" is not one the model was trained on (0, 1)");
+    let output = shopnet(
+        &[
+            "score",
+            "--run",
+            run.to_str().unwrap(),
+            "--input",
+            unseen.to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_user_error(
+        &output,
+        "unseen.csv:3: label: label \"7\" is not one the model was trained on (0, 1)",
+    );
+
+    // An edited encoder description in run.json is refused when read, not a panic.
+    let info_path = run.join("run.json");
+    let info = fs::read_to_string(&info_path).unwrap();
+    fs::write(&info_path, info.replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"swish\""))
+        .unwrap();
+    let output = shopnet(
+        &[
+            "score",
+            "--run",
+            run.to_str().unwrap(),
+            "--input",
+            reviews.to_str().unwrap(),
+            "--output",
+            again.to_str().unwrap(),
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_user_error(&output, "run.json: input: unknown variant `swish`");
 }
 
 /// A Hugging Face cache holding the tiny BERT as `shopnet/tiny-bert`, as hf-hub lays it out.
@@ -130,7 +212,13 @@ fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let home = hf_cache(dir.path());
-    let config = write_config(dir.path(), "tiny.toml", "pretrained = \"shopnet/tiny-bert\"\nmax_length = 40", &reviews, "epochs = 1\noptimizer = \"adamw\"\nlr = 1e-3");
+    let config = write_config(
+        dir.path(),
+        "tiny.toml",
+        "pretrained = \"shopnet/tiny-bert\"\nmax_length = 40",
+        &reviews,
+        "epochs = 1\noptimizer = \"adamw\"\nlr = 1e-3",
+    );
     let offline = Path::new("1");
     let run = train_ok(dir.path(), &config, &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)]);
     assert!(report(&run)["metrics"]["test_accuracy"].as_f64().is_some());
@@ -138,13 +226,36 @@ fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
     // The GPU code path scores as the CPU does (lavapipe in CI).
     if wgpu_usable(dir.path()) {
         let few = dir.path().join("few.csv");
-        fs::write(&few, fs::read_to_string(&reviews).unwrap().lines().take(25).collect::<Vec<_>>().join("\n")).unwrap();
+        fs::write(
+            &few,
+            fs::read_to_string(&reviews).unwrap().lines().take(25).collect::<Vec<_>>().join("\n"),
+        )
+        .unwrap();
         let probabilities = |device: &str| -> Vec<f64> {
             let out = dir.path().join(format!("scores_{device}.csv"));
-            let output = shopnet(&["score", "--run", run.to_str().unwrap(), "--input", few.to_str().unwrap(), "--output", out.to_str().unwrap(), "--device", device], dir.path(), &[]);
+            let output = shopnet(
+                &[
+                    "score",
+                    "--run",
+                    run.to_str().unwrap(),
+                    "--input",
+                    few.to_str().unwrap(),
+                    "--output",
+                    out.to_str().unwrap(),
+                    "--device",
+                    device,
+                ],
+                dir.path(),
+                &[],
+            );
             assert!(output.status.success(), "{device}: {}", stderr(&output));
             let text = fs::read_to_string(out).unwrap();
-            text.lines().skip(1).flat_map(|row| row.split(',').skip(2).map(|p| p.parse::<f64>().unwrap()).collect::<Vec<_>>()).collect()
+            text.lines()
+                .skip(1)
+                .flat_map(|row| {
+                    row.split(',').skip(2).map(|p| p.parse::<f64>().unwrap()).collect::<Vec<_>>()
+                })
+                .collect()
         };
         let (cpu, gpu) = (probabilities("cpu"), probabilities("wgpu"));
         assert_eq!(cpu.len(), 48);
@@ -152,8 +263,18 @@ fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
         assert!(worst < 1e-4, "cpu and wgpu probabilities differ by {worst}");
     }
 
-    let missing = write_config(dir.path(), "missing.toml", "pretrained = \"shopnet/other-bert\"", &reviews, "epochs = 1");
-    let output = shopnet(&["train", "--config", missing.to_str().unwrap()], dir.path(), &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)]);
+    let missing = write_config(
+        dir.path(),
+        "missing.toml",
+        "pretrained = \"shopnet/other-bert\"",
+        &reviews,
+        "epochs = 1",
+    );
+    let output = shopnet(
+        &["train", "--config", missing.to_str().unwrap()],
+        dir.path(),
+        &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)],
+    );
     assert_user_error(&output, "shopnet/other-bert: config.json is not in the Hugging Face cache");
 }
 
@@ -173,7 +294,8 @@ fn broken_model(dir: &Path, name: &str, file: &str, contents: Option<&[u8]>) -> 
 
 /// A safetensors file holding one GPT-2 style tensor.
 fn gpt2_safetensors() -> Vec<u8> {
-    let header = br#"{"h.0.attn.c_attn.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
+    let header =
+        br#"{"h.0.attn.c_attn.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}}"#;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(&[0u8; 16]);
@@ -190,14 +312,36 @@ fn bad_model_files_are_one_clear_line() {
         let output = shopnet(&["train", "--config", config.to_str().unwrap()], dir.path(), &[]);
         assert_user_error(&output, needle);
     };
-    check(broken_model(dir.path(), "no_config", "config.json", None), "config.json: cannot read the BERT config");
-    check(broken_model(dir.path(), "bad_config", "config.json", Some(b"{\"vocab_size\": 10,\n \"hidden_size\": }")), "config.json:2: not a BERT config.json");
-    check(broken_model(dir.path(), "gpt_config", "config.json", Some(b"{\"n_embd\": 8, \"n_layer\": 2}")), "missing field `vocab_size`");
+    check(
+        broken_model(dir.path(), "no_config", "config.json", None),
+        "config.json: cannot read the BERT config",
+    );
+    check(
+        broken_model(
+            dir.path(),
+            "bad_config",
+            "config.json",
+            Some(b"{\"vocab_size\": 10,\n \"hidden_size\": }"),
+        ),
+        "config.json:2: not a BERT config.json",
+    );
+    check(
+        broken_model(
+            dir.path(),
+            "gpt_config",
+            "config.json",
+            Some(b"{\"n_embd\": 8, \"n_layer\": 2}"),
+        ),
+        "missing field `vocab_size`",
+    );
     check(
         broken_model(dir.path(), "gpt_weights", "model.safetensors", Some(&gpt2_safetensors())),
         "not a BERT checkpoint matching its config.json: 55 tensors missing (embeddings.LayerNorm.bias, embeddings.LayerNorm.weight",
     );
-    check(broken_model(dir.path(), "bad_tokenizer", "tokenizer.json", Some(b"{\"model\": 3}")), "tokenizer.json: not a tokenizer.json");
+    check(
+        broken_model(dir.path(), "bad_tokenizer", "tokenizer.json", Some(b"{\"model\": 3}")),
+        "tokenizer.json: not a tokenizer.json",
+    );
 
     let model = format!("tokenizer = {:?}", dir.path().join("nope.json"));
     let config = write_config(dir.path(), "no_tok.toml", &model, &reviews, "epochs = 1");
@@ -212,10 +356,20 @@ fn stopped_bert_run_resumes_to_the_same_result() {
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let model = "tokenizer_vocab_size = 800\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
-    let config = write_config(dir.path(), "resume.toml", model, &reviews, "epochs = 3\nbatch_size = 32\noptimizer = \"adamw\"\nlr = 2e-3\nseed = 1");
+    let config = write_config(
+        dir.path(),
+        "resume.toml",
+        model,
+        &reviews,
+        "epochs = 3\nbatch_size = 32\noptimizer = \"adamw\"\nlr = 2e-3\nseed = 1",
+    );
     let whole = train_ok(dir.path(), &config, &[]);
 
-    let output = shopnet(&["train", "--config", config.to_str().unwrap(), "--stop-after", "1"], dir.path(), &[]);
+    let output = shopnet(
+        &["train", "--config", config.to_str().unwrap(), "--stop-after", "1"],
+        dir.path(),
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let stopped = run_dir_from(&stdout(&output));
     let output = shopnet(&["train", "--resume", stopped.to_str().unwrap()], dir.path(), &[]);
@@ -228,5 +382,8 @@ fn stopped_bert_run_resumes_to_the_same_result() {
     };
     assert_eq!(history(&stopped).len(), 4);
     assert_eq!(history(&stopped), history(&whole));
-    assert_eq!(report(&stopped)["metrics"]["test_accuracy"], report(&whole)["metrics"]["test_accuracy"]);
+    assert_eq!(
+        report(&stopped)["metrics"]["test_accuracy"],
+        report(&whole)["metrics"]["test_accuracy"]
+    );
 }

@@ -66,7 +66,11 @@ pub struct ReadStats {
 
 /// Calls `visit` for every event of the log, in file order. A row that does not parse is
 /// an error naming the file and the line, or, with [`BadRows::Skip`], counted and left out.
-pub fn for_each_event(path: &Path, bad_rows: BadRows, mut visit: impl FnMut(Event) -> Result<()>) -> Result<ReadStats> {
+pub fn for_each_event(
+    path: &Path,
+    bad_rows: BadRows,
+    mut visit: impl FnMut(Event) -> Result<()>,
+) -> Result<ReadStats> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -93,7 +97,14 @@ pub fn for_each_event(path: &Path, bad_rows: BadRows, mut visit: impl FnMut(Even
         }
     }
     if stats.events == 0 {
-        bail!("{name}: the file has no events{}", if stats.skipped > 0 { format!(" ({} rows did not parse)", stats.skipped) } else { String::new() });
+        bail!(
+            "{name}: the file has no events{}",
+            if stats.skipped > 0 {
+                format!(" ({} rows did not parse)", stats.skipped)
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(stats)
 }
@@ -101,14 +112,28 @@ pub fn for_each_event(path: &Path, bad_rows: BadRows, mut visit: impl FnMut(Even
 fn parse_event(text: &str) -> Result<Event, String> {
     let fields: Vec<&str> = text.split(',').map(str::trim).collect();
     if fields.len() != 5 {
-        return Err(format!("expected 5 columns (user_id,item_id,category_id,behavior,timestamp), got {}", fields.len()));
+        return Err(format!(
+            "expected 5 columns (user_id,item_id,category_id,behavior,timestamp), got {}",
+            fields.len()
+        ));
     }
     let integer = |index: usize, column: &str| -> Result<u64, String> {
-        fields[index].parse().map_err(|_| format!("{column}: expected a non-negative integer, got {:?}", fields[index]))
+        fields[index].parse().map_err(|_| {
+            format!("{column}: expected a non-negative integer, got {:?}", fields[index])
+        })
     };
-    let behavior = Behavior::parse(fields[3]).ok_or_else(|| format!("behavior: expected pv, fav, cart or buy, got {:?}", fields[3]))?;
-    let timestamp = fields[4].parse().map_err(|_| format!("timestamp: expected Unix seconds, got {:?}", fields[4]))?;
-    Ok(Event { user: integer(0, "user_id")?, item: integer(1, "item_id")?, category: integer(2, "category_id")?, behavior, timestamp })
+    let behavior = Behavior::parse(fields[3])
+        .ok_or_else(|| format!("behavior: expected pv, fav, cart or buy, got {:?}", fields[3]))?;
+    let timestamp = fields[4]
+        .parse()
+        .map_err(|_| format!("timestamp: expected Unix seconds, got {:?}", fields[4]))?;
+    Ok(Event {
+        user: integer(0, "user_id")?,
+        item: integer(1, "item_id")?,
+        category: integer(2, "category_id")?,
+        behavior,
+        timestamp,
+    })
 }
 
 #[cfg(test)]
@@ -130,8 +155,12 @@ mod tests {
     #[test]
     fn reads_rows_with_or_without_header() {
         let plain = events("1,2,3,pv,1511544070\n1,5,3,buy,1511544100\n").unwrap();
-        assert_eq!(plain[1], Event { user: 1, item: 5, category: 3, behavior: Behavior::Buy, timestamp: 1511544100 });
-        let with_header = events("user_id,item_id,category_id,behavior,timestamp\r\n1,2,3,cart,7\r\n").unwrap();
+        assert_eq!(
+            plain[1],
+            Event { user: 1, item: 5, category: 3, behavior: Behavior::Buy, timestamp: 1511544100 }
+        );
+        let with_header =
+            events("user_id,item_id,category_id,behavior,timestamp\r\n1,2,3,cart,7\r\n").unwrap();
         assert_eq!(with_header.len(), 1);
         assert_eq!(with_header[0].behavior, Behavior::Cart);
     }
@@ -139,9 +168,17 @@ mod tests {
     #[test]
     fn bad_rows_name_the_line() {
         let err = |text: &str| events(text).unwrap_err().to_string();
-        assert!(err("1,2,3,pv,5\n1,2,pv,5\n").ends_with("log.csv:2: expected 5 columns (user_id,item_id,category_id,behavior,timestamp), got 4"));
-        assert!(err("1,2,3,pv,yesterday\n").ends_with("log.csv:1: timestamp: expected Unix seconds, got \"yesterday\""));
-        assert!(err("1,2,3,like,5\n").ends_with("log.csv:1: behavior: expected pv, fav, cart or buy, got \"like\""));
+        assert!(err("1,2,3,pv,5\n1,2,pv,5\n").ends_with(
+            "log.csv:2: expected 5 columns (user_id,item_id,category_id,behavior,timestamp), got 4"
+        ));
+        assert!(
+            err("1,2,3,pv,yesterday\n")
+                .ends_with("log.csv:1: timestamp: expected Unix seconds, got \"yesterday\"")
+        );
+        assert!(
+            err("1,2,3,like,5\n")
+                .ends_with("log.csv:1: behavior: expected pv, fav, cart or buy, got \"like\"")
+        );
         assert!(err("").ends_with("log.csv: the file has no events"));
     }
 

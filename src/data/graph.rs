@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::Split;
 use super::records::CsvSource;
+use crate::base::sparse::SparseFeatures;
+use crate::base::split::Split;
 
 pub const BUILTIN_CORA: &str = "builtin:cora";
 
@@ -44,14 +45,6 @@ impl Default for GraphDataConfig {
     }
 }
 
-/// Sparse node features in coordinate form, rows ascending.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SparseFeatures {
-    pub rows: Vec<u32>,
-    pub cols: Vec<u32>,
-    pub values: Vec<f32>,
-}
-
 /// A graph as loaded from disk, before any tensor exists.
 #[derive(Debug, Clone)]
 pub struct Graph {
@@ -59,7 +52,8 @@ pub struct Graph {
     /// Index into `label_names`, `None` for an unlabelled node.
     pub labels: Vec<Option<u32>>,
     pub label_names: Vec<String>,
-    pub splits: Vec<Split>,
+    /// `None` for a node in no split.
+    pub splits: Vec<Option<Split>>,
     pub num_features: usize,
     pub features: SparseFeatures,
     /// Directed (src, dst) pairs by node index, without self-loops.
@@ -87,14 +81,21 @@ impl GraphFiles {
         }
         let dir = PathBuf::from(source);
         if !dir.is_dir() {
-            bail!("{source}: graph folder not found (expected a folder with nodes.csv, features.csv, edges.csv)");
+            bail!(
+                "{source}: graph folder not found (expected a folder with nodes.csv, features.csv, edges.csv)"
+            );
         }
         let open = |file: &str| -> Result<(String, Box<dyn Read>)> {
             let path = dir.join(file);
-            let handle = File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
+            let handle =
+                File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
             Ok((path.display().to_string(), Box::new(std::io::BufReader::new(handle))))
         };
-        Ok(Self { nodes: open("nodes.csv")?, features: open("features.csv")?, edges: open("edges.csv")? })
+        Ok(Self {
+            nodes: open("nodes.csv")?,
+            features: open("features.csv")?,
+            edges: open("edges.csv")?,
+        })
     }
 }
 
@@ -120,14 +121,23 @@ impl Graph {
     }
 
     pub fn nodes_in(&self, split: Split) -> Vec<u32> {
-        (0..self.num_nodes() as u32).filter(|&i| self.splits[i as usize] == split && self.labels[i as usize].is_some()).collect()
+        (0..self.num_nodes() as u32)
+            .filter(|&i| {
+                self.splits[i as usize] == Some(split) && self.labels[i as usize].is_some()
+            })
+            .collect()
     }
 }
 
-fn read_nodes((name, input): (String, Box<dyn Read>)) -> Result<(Vec<String>, Vec<String>, Vec<Split>)> {
+fn read_nodes(
+    (name, input): (String, Box<dyn Read>),
+) -> Result<(Vec<String>, Vec<String>, Vec<Option<Split>>)> {
     let mut csv = CsvSource::new(name, input, &["node_id", "label", "split"])?;
-    let (id_col, label_col, split_col) =
-        (csv.column("node_id").unwrap(), csv.column("label").unwrap(), csv.column("split").unwrap());
+    let (id_col, label_col, split_col) = (
+        csv.column("node_id").unwrap(),
+        csv.column("label").unwrap(),
+        csv.column("split").unwrap(),
+    );
     let mut ids = Vec::new();
     let mut labels = Vec::new();
     let mut splits = Vec::new();
@@ -141,11 +151,14 @@ fn read_nodes((name, input): (String, Box<dyn Read>)) -> Result<(Vec<String>, Ve
             return Err(row.error(format!("node {id:?} is listed twice (first on line {first})")));
         }
         let split_raw = row.text(split_col, "split")?;
-        let split = Split::parse(split_raw)
-            .ok_or_else(|| row.error(format!("split: expected train, val, test or none, got {split_raw:?}")))?;
+        let split = Split::parse(split_raw).map_err(|()| {
+            row.error(format!("split: expected train, val, test or none, got {split_raw:?}"))
+        })?;
         let label = row.text(label_col, "label")?;
-        if label.is_empty() && split != Split::None {
-            return Err(row.error(format!("node {id:?} is in the {split_raw} split but has no label")));
+        if label.is_empty() && split.is_some() {
+            return Err(
+                row.error(format!("node {id:?} is in the {split_raw} split but has no label"))
+            );
         }
         ids.push(id.to_string());
         labels.push(label.to_string());
@@ -159,7 +172,10 @@ fn read_nodes((name, input): (String, Box<dyn Read>)) -> Result<(Vec<String>, Ve
 }
 
 /// Label names in a stable order: numeric labels numerically, others alphabetically.
-fn encode_labels(raw: &[String], known: Option<&[String]>) -> Result<(Vec<String>, Vec<Option<u32>>)> {
+fn encode_labels(
+    raw: &[String],
+    known: Option<&[String]>,
+) -> Result<(Vec<String>, Vec<Option<u32>>)> {
     let names: Vec<String> = match known {
         Some(known) => known.to_vec(),
         None => {
@@ -172,7 +188,8 @@ fn encode_labels(raw: &[String], known: Option<&[String]>) -> Result<(Vec<String
             names
         }
     };
-    let lookup: HashMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
+    let lookup: HashMap<&str, u32> =
+        names.iter().enumerate().map(|(i, n)| (n.as_str(), i as u32)).collect();
     let mut labels = Vec::with_capacity(raw.len());
     for label in raw {
         if label.is_empty() {
@@ -180,20 +197,29 @@ fn encode_labels(raw: &[String], known: Option<&[String]>) -> Result<(Vec<String
         } else {
             match lookup.get(label.as_str()) {
                 Some(&i) => labels.push(Some(i)),
-                None => bail!("label {label:?} is not one of the model's classes ({})", names.join(", ")),
+                None => bail!(
+                    "label {label:?} is not one of the model's classes ({})",
+                    names.join(", ")
+                ),
             }
         }
     }
     Ok((names, labels))
 }
 
-fn read_features((name, input): (String, Box<dyn Read>), index: &HashMap<&str, u32>) -> Result<(usize, SparseFeatures)> {
+fn read_features(
+    (name, input): (String, Box<dyn Read>),
+    index: &HashMap<&str, u32>,
+) -> Result<(usize, SparseFeatures)> {
     let mut csv = CsvSource::new(name, input, &["node_id", "feature_index"])?;
-    let (id_col, feature_col, value_col) = (csv.column("node_id").unwrap(), csv.column("feature_index").unwrap(), csv.column("value"));
+    let (id_col, feature_col, value_col) =
+        (csv.column("node_id").unwrap(), csv.column("feature_index").unwrap(), csv.column("value"));
     let mut entries: Vec<(u32, u32, f32)> = Vec::new();
     csv.for_each(|row| {
         let id = row.text(id_col, "node_id")?;
-        let node = *index.get(id).ok_or_else(|| row.error(format!("unknown node {id:?} (not in nodes.csv)")))?;
+        let node = *index
+            .get(id)
+            .ok_or_else(|| row.error(format!("unknown node {id:?} (not in nodes.csv)")))?;
         let feature: u32 = row.parse(feature_col, "feature_index", "a non-negative integer")?;
         let value = match value_col {
             Some(col) => row.finite(col, "value")?,
@@ -229,14 +255,20 @@ fn row_normalize(features: &mut SparseFeatures, num_nodes: usize) {
     }
 }
 
-fn read_edges((name, input): (String, Box<dyn Read>), index: &HashMap<&str, u32>, undirected: bool) -> Result<Vec<(u32, u32)>> {
+fn read_edges(
+    (name, input): (String, Box<dyn Read>),
+    index: &HashMap<&str, u32>,
+    undirected: bool,
+) -> Result<Vec<(u32, u32)>> {
     let mut csv = CsvSource::new(name, input, &["src", "dst"])?;
     let (src_col, dst_col) = (csv.column("src").unwrap(), csv.column("dst").unwrap());
     let mut edges = Vec::new();
     csv.for_each(|row| {
         let endpoint = |col: usize, column: &str| -> Result<u32> {
             let id = row.text(col, column)?;
-            index.get(id).copied().ok_or_else(|| row.error(format!("{column}: unknown node {id:?} (not in nodes.csv)")))
+            index.get(id).copied().ok_or_else(|| {
+                row.error(format!("{column}: unknown node {id:?} (not in nodes.csv)"))
+            })
         };
         let (src, dst) = (endpoint(src_col, "src")?, endpoint(dst_col, "dst")?);
         // Self-loops are added once by the layers that want them.
@@ -255,7 +287,11 @@ fn read_edges((name, input): (String, Box<dyn Read>), index: &HashMap<&str, u32>
 
 /// A graph folder path for error messages and manifests.
 pub fn describe_source(source: &str) -> String {
-    if source.starts_with("builtin:") { source.to_string() } else { Path::new(source).display().to_string() }
+    if source.starts_with("builtin:") {
+        source.to_string()
+    } else {
+        Path::new(source).display().to_string()
+    }
 }
 
 #[cfg(test)]

@@ -28,10 +28,10 @@ use zune_png::zune_core::bytestream::ZCursor;
 use zune_png::zune_core::colorspace::ColorSpace;
 use zune_png::zune_core::options::DecoderOptions;
 
-use super::Split;
 use super::records::CsvSource;
-use crate::models::random::HostRng;
-use crate::config::{check_fraction};
+use crate::base::config::check_fraction;
+use crate::base::rng::HostRng;
+use crate::base::split::Splits;
 
 /// `[data]` for image models.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,7 +92,9 @@ pub struct AugmentConfig {
 impl ImageDataConfig {
     pub fn validate(&self) -> Result<()> {
         if self.source.is_empty() {
-            bail!("data.source: missing (a class folder, a CSV of path,label, or an IDX image file)");
+            bail!(
+                "data.source: missing (a class folder, a CSV of path,label, or an IDX image file)"
+            );
         }
         if self.std.iter().any(|&s| !(s > 0.0)) {
             bail!("data.std: every value must be above 0, got {:?}", self.std);
@@ -117,7 +119,12 @@ pub struct Preprocess {
 
 impl Preprocess {
     pub fn new(config: &ImageDataConfig, input_size: usize) -> Self {
-        Self { size: input_size, resize: config.resize.unwrap_or(input_size).max(input_size), mean: config.mean, std: config.std }
+        Self {
+            size: input_size,
+            resize: config.resize.unwrap_or(input_size).max(input_size),
+            mean: config.mean,
+            std: config.std,
+        }
     }
 
     /// Bytes per preprocessed image (`3 x S x S`).
@@ -131,15 +138,26 @@ impl Preprocess {
         let (w, h) = rgb.dimensions();
         let target = self.resize as u32;
         let rgb = if w == h {
-            if w == target { rgb } else { imageops::resize(&rgb, target, target, FilterType::Triangle) }
+            if w == target {
+                rgb
+            } else {
+                imageops::resize(&rgb, target, target, FilterType::Triangle)
+            }
         } else {
             let scale = target as f64 / w.min(h) as f64;
-            let (nw, nh) = (((w as f64 * scale).round() as u32).max(target), ((h as f64 * scale).round() as u32).max(target));
+            let (nw, nh) = (
+                ((w as f64 * scale).round() as u32).max(target),
+                ((h as f64 * scale).round() as u32).max(target),
+            );
             imageops::resize(&rgb, nw, nh, FilterType::Triangle)
         };
         let size = self.size as u32;
         let (w, h) = rgb.dimensions();
-        let rgb = if (w, h) == (size, size) { rgb } else { imageops::crop_imm(&rgb, (w - size) / 2, (h - size) / 2, size, size).to_image() };
+        let rgb = if (w, h) == (size, size) {
+            rgb
+        } else {
+            imageops::crop_imm(&rgb, (w - size) / 2, (h - size) / 2, size, size).to_image()
+        };
         let plane = self.size * self.size;
         let mut out = vec![0u8; 3 * plane];
         for (i, pixel) in rgb.pixels().enumerate() {
@@ -152,7 +170,11 @@ impl Preprocess {
 
     /// A `[B, 3, S, S]` batch, normalised; with `augment`, each image is randomly
     /// cropped from its zero-padded self and mirrored, drawn from `rng`.
-    pub fn batch(&self, images: &[&[u8]], augment: Option<(&AugmentConfig, &mut HostRng)>) -> Vec<f32> {
+    pub fn batch(
+        &self,
+        images: &[&[u8]],
+        augment: Option<(&AugmentConfig, &mut HostRng)>,
+    ) -> Vec<f32> {
         let s = self.size;
         let plane = s * s;
         let mut out = Vec::with_capacity(images.len() * 3 * plane);
@@ -221,7 +243,9 @@ pub struct Decoded {
 const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp"];
 
 fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 impl Catalog {
@@ -235,11 +259,16 @@ impl Catalog {
         if !path.is_file() {
             bail!("{source}: no such image folder or file");
         }
-        if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+        if path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
             return Self::csv(path, label_column);
         }
         if is_image(path) {
-            let entry = Entry { id: source.to_string(), label: None, location: Location::File(path.to_path_buf()) };
+            let entry = Entry {
+                id: source.to_string(),
+                label: None,
+                location: Location::File(path.to_path_buf()),
+            };
             return Ok(Self { origin: source.to_string(), entries: vec![entry], idx: None });
         }
         Self::idx(path, labels)
@@ -256,19 +285,27 @@ impl Catalog {
         children.sort();
         for child in children {
             if child.is_dir() {
-                let class = child.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let class =
+                    child.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
                 let mut files: Vec<PathBuf> = std::fs::read_dir(&child)
                     .with_context(|| format!("{}: cannot read folder", child.display()))?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .filter(|p| p.is_file() && is_image(p))
                     .collect();
                 if files.is_empty() {
-                    bail!("{}: class folder {class:?} holds no images (.png, .jpg, .jpeg or .webp)", child.display());
+                    bail!(
+                        "{}: class folder {class:?} holds no images (.png, .jpg, .jpeg or .webp)",
+                        child.display()
+                    );
                 }
                 files.sort();
                 for file in files {
                     let id = file.strip_prefix(root).unwrap_or(&file).display().to_string();
-                    entries.push(Entry { id, label: Some(class.clone()), location: Location::File(file) });
+                    entries.push(Entry {
+                        id,
+                        label: Some(class.clone()),
+                        location: Location::File(file),
+                    });
                 }
             } else if is_image(&child) {
                 let id = child.strip_prefix(root).unwrap_or(&child).display().to_string();
@@ -276,7 +313,10 @@ impl Catalog {
             }
         }
         if entries.is_empty() {
-            bail!("{}: no images (expected one sub-folder per class, or .png, .jpg, .jpeg, .webp files)", root.display());
+            bail!(
+                "{}: no images (expected one sub-folder per class, or .png, .jpg, .jpeg, .webp files)",
+                root.display()
+            );
         }
         Ok(Self { origin: root.display().to_string(), entries, idx: None })
     }
@@ -326,7 +366,11 @@ impl Catalog {
             None => None,
         };
         let entries = (0..images.count)
-            .map(|i| Entry { id: i.to_string(), label: labels.as_ref().map(|l| l[i].to_string()), location: Location::Idx(i) })
+            .map(|i| Entry {
+                id: i.to_string(),
+                label: labels.as_ref().map(|l| l[i].to_string()),
+                location: Location::Idx(i),
+            })
             .collect();
         Ok(Self { origin: path.display().to_string(), entries, idx: Some(images) })
     }
@@ -335,7 +379,13 @@ impl Catalog {
     pub fn label_names(&self) -> Result<Vec<String>> {
         let mut names: BTreeSet<&str> = BTreeSet::new();
         for entry in &self.entries {
-            let label = entry.label.as_deref().ok_or_else(|| anyhow!("{}: image {} has no label (training needs one per image)", self.origin, entry.id))?;
+            let label = entry.label.as_deref().ok_or_else(|| {
+                anyhow!(
+                    "{}: image {} has no label (training needs one per image)",
+                    self.origin,
+                    entry.id
+                )
+            })?;
             names.insert(label);
         }
         let mut names: Vec<String> = names.into_iter().map(str::to_string).collect();
@@ -351,8 +401,10 @@ impl Catalog {
     /// Decodes `indices` on rayon's threads. A file that does not decode is an error
     /// naming it, or with `skip_bad` is left out and listed in [`Decoded::skipped`].
     pub fn decode(&self, indices: &[usize], prep: &Preprocess, skip_bad: bool) -> Result<Decoded> {
-        let results: Vec<(usize, Result<Vec<u8>>)> = indices.par_iter().map(|&i| (i, self.decode_one(i, prep))).collect();
-        let mut decoded = Decoded { images: Vec::with_capacity(results.len()), skipped: Vec::new() };
+        let results: Vec<(usize, Result<Vec<u8>>)> =
+            indices.par_iter().map(|&i| (i, self.decode_one(i, prep))).collect();
+        let mut decoded =
+            Decoded { images: Vec::with_capacity(results.len()), skipped: Vec::new() };
         for (i, result) in results {
             match result {
                 Ok(pixels) => decoded.images.push((i, pixels)),
@@ -370,9 +422,12 @@ impl Catalog {
                 File::open(path)
                     .and_then(|mut f| f.read_to_end(&mut bytes))
                     .with_context(|| format!("{}: cannot read image", path.display()))?;
-                decode_bytes(&bytes).map_err(|err| anyhow!("{}: not a decodable image ({err})", path.display()))?
+                decode_bytes(&bytes)
+                    .map_err(|err| anyhow!("{}: not a decodable image ({err})", path.display()))?
             }
-            Location::Idx(i) => DynamicImage::ImageLuma8(self.idx.as_ref().expect("IDX entries have IDX images").read(*i)?),
+            Location::Idx(i) => DynamicImage::ImageLuma8(
+                self.idx.as_ref().expect("IDX entries have IDX images").read(*i)?,
+            ),
         };
         Ok(prep.pixels(image))
     }
@@ -392,9 +447,13 @@ fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     let (w, h) = (w as u32, h as u32);
     let image = match decoder.colorspace() {
         Some(ColorSpace::Luma) => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
-        Some(ColorSpace::LumaA) => image::GrayAlphaImage::from_raw(w, h, pixels).map(DynamicImage::ImageLumaA8),
+        Some(ColorSpace::LumaA) => {
+            image::GrayAlphaImage::from_raw(w, h, pixels).map(DynamicImage::ImageLumaA8)
+        }
         Some(ColorSpace::RGB) => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
-        Some(ColorSpace::RGBA) => image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8),
+        Some(ColorSpace::RGBA) => {
+            image::RgbaImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgba8)
+        }
         other => return Err(format!("unsupported PNG colour space {other:?}")),
     };
     image.ok_or_else(|| "PNG pixel data shorter than its dimensions".to_string())
@@ -414,16 +473,23 @@ impl IdxImages {
         let name = path.display().to_string();
         let mut file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
         let mut header = [0u8; 16];
-        file.read_exact(&mut header).map_err(|_| anyhow!("{name}: not an IDX image file (shorter than its header)"))?;
-        let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes")) as usize;
+        file.read_exact(&mut header)
+            .map_err(|_| anyhow!("{name}: not an IDX image file (shorter than its header)"))?;
+        let word =
+            |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes")) as usize;
         if word(0) != 0x0803 {
-            bail!("{name}: not an image file this loader reads (expected a class folder, a .csv, a .png/.jpg/.webp or an IDX file of uint8 images, magic 2051; got magic {})", word(0));
+            bail!(
+                "{name}: not an image file this loader reads (expected a class folder, a .csv, a .png/.jpg/.webp or an IDX file of uint8 images, magic 2051; got magic {})",
+                word(0)
+            );
         }
         let (count, rows, cols) = (word(4), word(8), word(12));
         let expected = 16 + (count * rows * cols) as u64;
         let actual = file.metadata()?.len();
         if actual < expected || rows == 0 || cols == 0 {
-            bail!("{name}: IDX header says {count} images of {rows}x{cols} ({expected} bytes) but the file has {actual} bytes");
+            bail!(
+                "{name}: IDX header says {count} images of {rows}x{cols} ({expected} bytes) but the file has {actual} bytes"
+            );
         }
         Ok(Self { file, name, count, rows, cols })
     }
@@ -431,8 +497,11 @@ impl IdxImages {
     fn read(&self, index: usize) -> Result<GrayImage> {
         let len = self.rows * self.cols;
         let mut pixels = vec![0u8; len];
-        self.file.read_exact_at(&mut pixels, 16 + (index * len) as u64).with_context(|| format!("{}: cannot read image {index}", self.name))?;
-        Ok(GrayImage::from_raw(self.cols as u32, self.rows as u32, pixels).expect("buffer sized to the image"))
+        self.file
+            .read_exact_at(&mut pixels, 16 + (index * len) as u64)
+            .with_context(|| format!("{}: cannot read image {index}", self.name))?;
+        Ok(GrayImage::from_raw(self.cols as u32, self.rows as u32, pixels)
+            .expect("buffer sized to the image"))
     }
 }
 
@@ -456,30 +525,48 @@ pub struct ImageSet {
     pub pixels: Vec<u8>,
     pub labels: Vec<u32>,
     pub ids: Vec<String>,
-    pub splits: HashMap<Split, Vec<u32>>,
+    pub splits: Splits<Vec<u32>>,
     pub skipped: usize,
 }
 
 impl ImageSet {
     /// Loads and decodes every image of `config.source`. `known_labels` (a trained
     /// model's classes) fixes the class order; otherwise it comes from the data.
-    pub fn load(config: &ImageDataConfig, prep: &Preprocess, known_labels: Option<&[String]>) -> Result<Self> {
-        let catalog = Catalog::open(&config.source, &config.label_column, config.labels.as_deref())?;
+    pub fn load(
+        config: &ImageDataConfig,
+        prep: &Preprocess,
+        known_labels: Option<&[String]>,
+    ) -> Result<Self> {
+        let catalog =
+            Catalog::open(&config.source, &config.label_column, config.labels.as_deref())?;
         let label_names = match known_labels {
             Some(labels) => labels.to_vec(),
             None => catalog.label_names()?,
         };
-        let class_of: HashMap<&str, u32> = label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
+        let class_of: HashMap<&str, u32> =
+            label_names.iter().enumerate().map(|(i, l)| (l.as_str(), i as u32)).collect();
         let mut classes = Vec::with_capacity(catalog.entries.len());
         for entry in &catalog.entries {
-            let label = entry.label.as_deref().ok_or_else(|| anyhow!("{}: image {} has no label", catalog.origin, entry.id))?;
-            let class = class_of.get(label).ok_or_else(|| anyhow!("{}: image {} has label {label:?}, not one of the model's classes", catalog.origin, entry.id))?;
+            let label = entry
+                .label
+                .as_deref()
+                .ok_or_else(|| anyhow!("{}: image {} has no label", catalog.origin, entry.id))?;
+            let class = class_of.get(label).ok_or_else(|| {
+                anyhow!(
+                    "{}: image {} has label {label:?}, not one of the model's classes",
+                    catalog.origin,
+                    entry.id
+                )
+            })?;
             classes.push(*class);
         }
         let all: Vec<usize> = (0..catalog.entries.len()).collect();
         let decoded = catalog.decode(&all, prep, config.skip_bad_images)?;
         if let Some(first) = decoded.skipped.first() {
-            eprintln!("note: skipped {} images that do not decode (first: {first})", decoded.skipped.len());
+            eprintln!(
+                "note: skipped {} images that do not decode (first: {first})",
+                decoded.skipped.len()
+            );
         }
         let mut pixels = Vec::with_capacity(decoded.images.len() * prep.image_len());
         let mut labels = Vec::with_capacity(decoded.images.len());
@@ -489,7 +576,13 @@ impl ImageSet {
             labels.push(classes[*i]);
             ids.push(catalog.entries[*i].id.clone());
         }
-        let splits = stratified_split(&labels, label_names.len(), config.test_fraction, config.val_fraction, config.split_seed);
+        let splits = stratified_split(
+            &labels,
+            label_names.len(),
+            config.test_fraction,
+            config.val_fraction,
+            config.split_seed,
+        );
         Ok(Self { label_names, pixels, labels, ids, splits, skipped: decoded.skipped.len() })
     }
 
@@ -502,13 +595,19 @@ impl ImageSet {
 /// Per class, in listing order shuffled with `seed`: the first `round(n * test)` images
 /// are test, the next `round((n - n_test) * val)` validation, the rest train. Each
 /// split's indices come back sorted.
-pub fn stratified_split(labels: &[u32], num_classes: usize, test: f64, val: f64, seed: u64) -> HashMap<Split, Vec<u32>> {
+pub fn stratified_split(
+    labels: &[u32],
+    num_classes: usize,
+    test: f64,
+    val: f64,
+    seed: u64,
+) -> Splits<Vec<u32>> {
     let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); num_classes];
     for (i, &label) in labels.iter().enumerate() {
         by_class[label as usize].push(i as u32);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut splits: HashMap<Split, Vec<u32>> = [Split::Train, Split::Val, Split::Test].into_iter().map(|s| (s, Vec::new())).collect();
+    let mut splits: Splits<Vec<u32>> = Splits::default();
     for mut members in by_class {
         members.shuffle(&mut rng);
         let n = members.len();
@@ -516,30 +615,35 @@ pub fn stratified_split(labels: &[u32], num_classes: usize, test: f64, val: f64,
         let n_val = ((n - n_test) as f64 * val).round() as usize;
         let (test_part, rest) = members.split_at(n_test);
         let (val_part, train_part) = rest.split_at(n_val);
-        splits.get_mut(&Split::Test).expect("present").extend_from_slice(test_part);
-        splits.get_mut(&Split::Val).expect("present").extend_from_slice(val_part);
-        splits.get_mut(&Split::Train).expect("present").extend_from_slice(train_part);
+        splits.test.extend_from_slice(test_part);
+        splits.val.extend_from_slice(val_part);
+        splits.train.extend_from_slice(train_part);
     }
-    splits.values_mut().for_each(|v| v.sort_unstable());
+    for part in [&mut splits.train, &mut splits.val, &mut splits.test] {
+        part.sort_unstable();
+    }
     splits
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::split::Split;
 
     #[test]
     fn split_is_stratified_seeded_and_complete() {
         let labels: Vec<u32> = (0..200).map(|i| (i % 4) as u32).collect();
         let a = stratified_split(&labels, 4, 0.2, 0.1, 7);
         assert_eq!(a, stratified_split(&labels, 4, 0.2, 0.1, 7));
-        assert_ne!(a[&Split::Test], stratified_split(&labels, 4, 0.2, 0.1, 8)[&Split::Test]);
+        assert_ne!(a.test, stratified_split(&labels, 4, 0.2, 0.1, 8).test);
         // 50 per class: 10 test, round(40 * 0.1) = 4 validation, 36 train.
         for class in 0..4 {
-            let count = |s: Split| a[&s].iter().filter(|&&i| labels[i as usize] == class).count();
+            let count =
+                |s: Split| a.get(s).iter().filter(|&&i| labels[i as usize] == class).count();
             assert_eq!((count(Split::Test), count(Split::Val), count(Split::Train)), (10, 4, 36));
         }
-        let mut all: Vec<u32> = a.values().flatten().copied().collect();
+        let mut all: Vec<u32> =
+            [&a.train, &a.val, &a.test].into_iter().flatten().copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..200).collect::<Vec<_>>());
     }
@@ -558,7 +662,9 @@ mod tests {
 
     #[test]
     fn batch_normalises_and_augments_by_hand() {
-        let close = |a: &[f32], b: &[f32]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+        let close = |a: &[f32], b: &[f32]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5)
+        };
         let p = prep(2);
         let image: Vec<u8> = vec![0, 255, 51, 102, 0, 0, 0, 0, 255, 255, 255, 255];
         let plain = p.batch(&[&image], None);
@@ -580,6 +686,9 @@ mod tests {
         // Crop with padding: every output pixel is a source pixel or padding (-1).
         let crop = AugmentConfig { crop_padding: 1, horizontal_flip: false };
         let out = p.batch(&[&image], Some((&crop, &mut rng)));
-        assert!(out[..4].iter().all(|v| [-1.0, 1.0, -0.6, -0.2].iter().any(|e| (v - e).abs() < 1e-5)), "{out:?}");
+        assert!(
+            out[..4].iter().all(|v| [-1.0, 1.0, -0.6, -0.2].iter().any(|e| (v - e).abs() < 1e-5)),
+            "{out:?}"
+        );
     }
 }

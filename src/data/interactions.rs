@@ -25,7 +25,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::events::{BadRows, Behavior, for_each_event};
-use crate::config::{check_fraction};
+use crate::base::config::check_fraction;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,15 +98,24 @@ impl Interactions {
     pub fn load(config: &InteractionDataConfig) -> Result<Self> {
         match config.format {
             InteractionFormat::Taobao => {
-                if config.train.is_some() || config.test.is_some() || config.num_users.is_some() || config.num_items.is_some() {
-                    bail!("data: train, test, num_users and num_items do not apply to format = \"taobao\" (it splits data.events itself)");
+                if config.train.is_some()
+                    || config.test.is_some()
+                    || config.num_users.is_some()
+                    || config.num_items.is_some()
+                {
+                    bail!(
+                        "data: train, test, num_users and num_items do not apply to format = \"taobao\" (it splits data.events itself)"
+                    );
                 }
                 load_taobao(Path::new(required(&config.events, "events", "taobao")?), config)
             }
             InteractionFormat::Lightgcn | InteractionFormat::Pairs => {
-                let format = if config.format == InteractionFormat::Lightgcn { "lightgcn" } else { "pairs" };
+                let format =
+                    if config.format == InteractionFormat::Lightgcn { "lightgcn" } else { "pairs" };
                 if config.events.is_some() {
-                    bail!("data.events: only for format = \"taobao\"; format = \"{format}\" reads data.train and data.test");
+                    bail!(
+                        "data.events: only for format = \"taobao\"; format = \"{format}\" reads data.train and data.test"
+                    );
                 }
                 let train = required(&config.train, "train", format)?;
                 let test = required(&config.test, "test", format)?;
@@ -115,7 +124,11 @@ impl Interactions {
         }
     }
 
-    fn load_split(train_path: &str, test_path: &str, config: &InteractionDataConfig) -> Result<Self> {
+    fn load_split(
+        train_path: &str,
+        test_path: &str,
+        config: &InteractionDataConfig,
+    ) -> Result<Self> {
         let items_per_line = config.format == InteractionFormat::Lightgcn;
         let (train, train_max_user) = read_pairs(Path::new(train_path), items_per_line, config)?;
         let (test, test_max_user) = read_pairs(Path::new(test_path), items_per_line, config)?;
@@ -123,18 +136,30 @@ impl Interactions {
             bail!("{train_path}: no interactions");
         }
         // A LightGCN line may list a user with no items: it still counts as a user.
-        let num_users = config.num_users.unwrap_or((train_max_user.max(test_max_user) + 1) as usize);
-        let num_items = config.num_items.unwrap_or((train.iter().chain(&test).map(|p| p.1).max().unwrap_or(0) + 1) as usize);
-        for (file, pairs, max_user) in [(train_path, &train, train_max_user), (test_path, &test, test_max_user)] {
+        let num_users =
+            config.num_users.unwrap_or((train_max_user.max(test_max_user) + 1) as usize);
+        let num_items = config
+            .num_items
+            .unwrap_or((train.iter().chain(&test).map(|p| p.1).max().unwrap_or(0) + 1) as usize);
+        for (file, pairs, max_user) in
+            [(train_path, &train, train_max_user), (test_path, &test, test_max_user)]
+        {
             if max_user as usize >= num_users {
-                bail!("{file}: user id {} is outside the declared {num_users} users", max_user + config.id_base);
+                bail!(
+                    "{file}: user id {} is outside the declared {num_users} users",
+                    max_user + config.id_base
+                );
             }
             if let Some(&(_, i)) = pairs.iter().find(|p| p.1 as usize >= num_items) {
-                bail!("{file}: item id {} is outside the declared {num_items} items", i + config.id_base);
+                bail!(
+                    "{file}: item id {} is outside the declared {num_items} items",
+                    i + config.id_base
+                );
             }
         }
         let to_index = |pairs: Vec<(u64, u64)>| -> Vec<(u32, u32)> {
-            let mut pairs: Vec<(u32, u32)> = pairs.into_iter().map(|(u, i)| (u as u32, i as u32)).collect();
+            let mut pairs: Vec<(u32, u32)> =
+                pairs.into_iter().map(|(u, i)| (u as u32, i as u32)).collect();
             pairs.sort_unstable();
             pairs.dedup();
             pairs
@@ -142,18 +167,30 @@ impl Interactions {
         let train = to_index(train);
         let (test, skipped_test_users) = drop_untrained_users(&train, to_index(test));
         let train_weights = vec![1.0; train.len()];
-        Ok(Self { num_users, num_items, train, train_weights, test, skipped_test_users, original_ids: None, id_base: config.id_base })
+        Ok(Self {
+            num_users,
+            num_items,
+            train,
+            train_weights,
+            test,
+            skipped_test_users,
+            original_ids: None,
+            id_base: config.id_base,
+        })
     }
 
     /// The id a user or an item has in the input files.
     pub fn user_id(&self, index: u32) -> u64 {
-        self.original_ids.as_ref().map_or(index as u64 + self.id_base, |(users, _)| users[index as usize])
+        self.original_ids
+            .as_ref()
+            .map_or(index as u64 + self.id_base, |(users, _)| users[index as usize])
     }
 
     pub fn item_id(&self, index: u32) -> u64 {
-        self.original_ids.as_ref().map_or(index as u64 + self.id_base, |(_, items)| items[index as usize])
+        self.original_ids
+            .as_ref()
+            .map_or(index as u64 + self.id_base, |(_, items)| items[index as usize])
     }
-
 
     /// Items of each user, from sorted pairs.
     pub fn by_user(pairs: &[(u32, u32)], num_users: usize) -> Vec<Vec<u32>> {
@@ -169,7 +206,8 @@ impl Interactions {
 /// users were dropped.
 fn drop_untrained_users(train: &[(u32, u32)], test: Vec<(u32, u32)>) -> (Vec<(u32, u32)>, usize) {
     let trained: HashSet<u32> = train.iter().map(|p| p.0).collect();
-    let skipped: HashSet<u32> = test.iter().filter(|p| !trained.contains(&p.0)).map(|p| p.0).collect();
+    let skipped: HashSet<u32> =
+        test.iter().filter(|p| !trained.contains(&p.0)).map(|p| p.0).collect();
     (test.into_iter().filter(|p| trained.contains(&p.0)).collect(), skipped.len())
 }
 
@@ -233,7 +271,11 @@ fn load_taobao(path: &Path, config: &InteractionDataConfig) -> Result<Interactio
 
 /// The file's (user, item) pairs and its largest user id. With `items_per_line`, a line
 /// is a user and all its items (`lightgcn`); otherwise one pair (`pairs`).
-fn read_pairs(path: &Path, items_per_line: bool, config: &InteractionDataConfig) -> Result<(Vec<(u64, u64)>, u64)> {
+fn read_pairs(
+    path: &Path,
+    items_per_line: bool,
+    config: &InteractionDataConfig,
+) -> Result<(Vec<(u64, u64)>, u64)> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let name = path.display().to_string();
     let mut pairs = Vec::new();
@@ -250,10 +292,12 @@ fn read_pairs(path: &Path, items_per_line: bool, config: &InteractionDataConfig)
         let mut fields = line.split_ascii_whitespace();
         let Some(first) = fields.next() else { continue };
         let id = |raw: &str, what: &str| -> Result<u64> {
-            let value: u64 = raw.parse().map_err(|_| anyhow!("{name}:{number}: {what} id: expected a non-negative integer, got {raw:?}"))?;
-            value
-                .checked_sub(config.id_base)
-                .ok_or_else(|| anyhow!("{name}:{number}: {what} id {value} is below id_base = {}", config.id_base))
+            let value: u64 = raw.parse().map_err(|_| {
+                anyhow!("{name}:{number}: {what} id: expected a non-negative integer, got {raw:?}")
+            })?;
+            value.checked_sub(config.id_base).ok_or_else(|| {
+                anyhow!("{name}:{number}: {what} id {value} is below id_base = {}", config.id_base)
+            })
         };
         let user = id(first, "user")?;
         max_user = max_user.max(user);
@@ -262,7 +306,9 @@ fn read_pairs(path: &Path, items_per_line: bool, config: &InteractionDataConfig)
                 pairs.push((user, id(item, "item")?));
             }
         } else {
-            let item = fields.next().ok_or_else(|| anyhow!("{name}:{number}: expected `user item`, got one field"))?;
+            let item = fields
+                .next()
+                .ok_or_else(|| anyhow!("{name}:{number}: expected `user item`, got one field"))?;
             pairs.push((user, id(item, "item")?));
         }
     }
@@ -276,7 +322,13 @@ fn read_pairs(path: &Path, items_per_line: bool, config: &InteractionDataConfig)
 mod tests {
     use super::*;
 
-    fn load(format: InteractionFormat, id_base: u64, train: &str, test: &str, num_items: Option<usize>) -> Result<Interactions> {
+    fn load(
+        format: InteractionFormat,
+        id_base: u64,
+        train: &str,
+        test: &str,
+        num_items: Option<usize>,
+    ) -> Result<Interactions> {
         let dir = tempfile::tempdir().unwrap();
         let (train_path, test_path) = (dir.path().join("train.txt"), dir.path().join("test.txt"));
         std::fs::write(&train_path, train).unwrap();
@@ -296,7 +348,8 @@ mod tests {
 
     #[test]
     fn reads_lightgcn_lines() {
-        let data = load(InteractionFormat::Lightgcn, 0, "0 1 2\n1 0\n2\n", "0 0\n1 2\n", None).unwrap();
+        let data =
+            load(InteractionFormat::Lightgcn, 0, "0 1 2\n1 0\n2\n", "0 0\n1 2\n", None).unwrap();
         assert_eq!((data.num_users, data.num_items), (3, 3));
         assert_eq!(data.train, vec![(0, 1), (0, 2), (1, 0)]);
         assert_eq!(data.test, vec![(0, 0), (1, 2)]);
@@ -304,7 +357,14 @@ mod tests {
 
     #[test]
     fn reads_one_based_crlf_pairs_and_skips_untrained_test_users() {
-        let data = load(InteractionFormat::Pairs, 1, "1\t2\t10\r\n2\t1\t3.2466e+05\r\n", "1\t1\t5\r\n3\t2\t1\r\n", None).unwrap();
+        let data = load(
+            InteractionFormat::Pairs,
+            1,
+            "1\t2\t10\r\n2\t1\t3.2466e+05\r\n",
+            "1\t1\t5\r\n3\t2\t1\r\n",
+            None,
+        )
+        .unwrap();
         assert_eq!(data.train, vec![(0, 1), (1, 0)]);
         assert_eq!(data.test, vec![(0, 0)]);
         assert_eq!(data.skipped_test_users, 1);
@@ -312,9 +372,16 @@ mod tests {
 
     #[test]
     fn bad_lines_name_file_and_line() {
-        let err = load(InteractionFormat::Lightgcn, 0, "0 1\n1 x\n", "0 1\n", None).unwrap_err().to_string();
-        assert!(err.ends_with("train.txt:2: item id: expected a non-negative integer, got \"x\""), "{err}");
-        let err = load(InteractionFormat::Lightgcn, 0, "0 1\n", "0 7\n", Some(5)).unwrap_err().to_string();
+        let err = load(InteractionFormat::Lightgcn, 0, "0 1\n1 x\n", "0 1\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("train.txt:2: item id: expected a non-negative integer, got \"x\""),
+            "{err}"
+        );
+        let err = load(InteractionFormat::Lightgcn, 0, "0 1\n", "0 7\n", Some(5))
+            .unwrap_err()
+            .to_string();
         assert!(err.ends_with("test.txt: item id 7 is outside the declared 5 items"), "{err}");
         let err = load(InteractionFormat::Lightgcn, 0, "", "0 1\n", None).unwrap_err().to_string();
         assert!(err.ends_with("train.txt: the file is empty"), "{err}");
@@ -342,10 +409,12 @@ mod tests {
         let data = Interactions::load(&config).unwrap();
         assert_eq!((data.num_users, data.num_items), (2, 5));
         // User 7 holds out its 2 latest items (400, 500); user 9 keeps its only one.
-        let train: Vec<(u64, u64)> = data.train.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
+        let train: Vec<(u64, u64)> =
+            data.train.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
         assert_eq!(train, vec![(7, 100), (7, 200), (7, 300), (9, 100)]);
         assert_eq!(data.train_weights, vec![1.0, 3.0, 1.0, 1.0]);
-        let test: Vec<(u64, u64)> = data.test.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
+        let test: Vec<(u64, u64)> =
+            data.test.iter().map(|&(u, i)| (data.user_id(u), data.item_id(i))).collect();
         assert_eq!(test, vec![(7, 400), (7, 500)]);
     }
 }

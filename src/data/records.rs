@@ -24,7 +24,8 @@ impl<R: Read> CsvSource<R> {
     /// Opens a CSV source whose header must start with `required` columns, in any order.
     pub fn new(name: impl Into<String>, input: R, required: &[&str]) -> Result<Self> {
         let name = name.into();
-        let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+        let mut reader =
+            csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
         let headers: Vec<String> = reader
             .headers()
             .map_err(|err| anyhow!("{name}:1: cannot read the header: {err}"))?
@@ -36,7 +37,10 @@ impl<R: Read> CsvSource<R> {
         }
         for column in required {
             if !headers.iter().any(|h| h == column) {
-                bail!("{name}:1: missing column {column:?} (the header is {:?})", headers.join(","));
+                bail!(
+                    "{name}:1: missing column {column:?} (the header is {:?})",
+                    headers.join(",")
+                );
             }
         }
         Ok(Self { name, reader, headers })
@@ -74,8 +78,9 @@ impl Row<'_> {
 
     pub fn parse<T: FromStr>(&self, index: usize, column: &str, what: &str) -> Result<T> {
         let raw = self.text(index, column)?;
-        raw.parse()
-            .map_err(|_| anyhow!("{}:{}: {column}: expected {what}, got {raw:?}", self.source, self.line))
+        raw.parse().map_err(|_| {
+            anyhow!("{}:{}: {column}: expected {what}, got {raw:?}", self.source, self.line)
+        })
     }
 
     /// A finite float: NaN and infinities in training data are errors, not silent poison.
@@ -114,15 +119,32 @@ mod tests {
 
     #[test]
     fn bad_values_name_file_line_and_column() {
-        assert_eq!(rows("id,value\na,1\nb,x\n").unwrap_err().to_string(), "t.csv:3: value: expected a number, got \"x\"");
-        assert_eq!(rows("id,value\na,NaN\n").unwrap_err().to_string(), "t.csv:2: value: NaN is not a finite number");
-        assert_eq!(rows("id,value\na\n").unwrap_err().to_string(), "t.csv:2: missing column \"value\"");
+        assert_eq!(
+            rows("id,value\na,1\nb,x\n").unwrap_err().to_string(),
+            "t.csv:3: value: expected a number, got \"x\""
+        );
+        assert_eq!(
+            rows("id,value\na,NaN\n").unwrap_err().to_string(),
+            "t.csv:2: value: NaN is not a finite number"
+        );
+        assert_eq!(
+            rows("id,value\na\n").unwrap_err().to_string(),
+            "t.csv:2: missing column \"value\""
+        );
     }
 
     #[test]
     fn header_problems_are_reported() {
-        assert_eq!(rows("").unwrap_err().to_string(), "t.csv: the file is empty (expected a header with id,value)");
-        assert!(rows("id,val\n").unwrap_err().to_string().starts_with("t.csv:1: missing column \"value\""));
+        assert_eq!(
+            rows("").unwrap_err().to_string(),
+            "t.csv: the file is empty (expected a header with id,value)"
+        );
+        assert!(
+            rows("id,val\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("t.csv:1: missing column \"value\"")
+        );
         assert_eq!(rows("\u{feff}id,value\na,3\n").unwrap(), vec![(2, 3.0)]);
     }
 }

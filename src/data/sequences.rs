@@ -8,15 +8,15 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::Split;
 use super::events::{BadRows, Behavior, Event, ReadStats, for_each_event};
-use crate::config::{check_fraction, check_positive};
+use crate::base::config::{check_fraction, check_positive};
+use crate::base::split::Split;
 
 /// Token id of left padding.
 pub const PAD: u32 = 0;
@@ -94,12 +94,17 @@ impl SequenceDataConfig {
     pub fn validate(&self) -> Result<(Cut, i64)> {
         check_positive("data.sequence_length", self.sequence_length)?;
         if self.vocab_size <= RESERVED_TOKENS {
-            bail!("data.vocab_size: must be more than {RESERVED_TOKENS} (padding and out-of-vocabulary take ids 0 and 1)");
+            bail!(
+                "data.vocab_size: must be more than {RESERVED_TOKENS} (padding and out-of-vocabulary take ids 0 and 1)"
+            );
         }
         check_fraction("data.val_fraction", self.val_fraction)?;
         check_fraction("data.test_fraction", self.test_fraction)?;
         if self.val_fraction + self.test_fraction >= 1.0 {
-            bail!("data.val_fraction + data.test_fraction: must leave users for training, got {}", self.val_fraction + self.test_fraction);
+            bail!(
+                "data.val_fraction + data.test_fraction: must leave users for training, got {}",
+                self.val_fraction + self.test_fraction
+            );
         }
         let cut = match &self.cut {
             TimeSpec::Seconds(at) => Cut::At(*at),
@@ -114,7 +119,10 @@ impl SequenceDataConfig {
         };
         match window {
             Some(seconds) if seconds > 0 => Ok((cut, seconds)),
-            _ => bail!("data.window: expected a positive number of seconds or \"N days\" / \"N hours\", got {:?}", self.window),
+            _ => bail!(
+                "data.window: expected a positive number of seconds or \"N days\" / \"N hours\", got {:?}",
+                self.window
+            ),
         }
     }
 
@@ -134,7 +142,8 @@ fn parse_span(text: &str) -> Option<i64> {
         "second" => 1.0,
         _ => return None,
     };
-    (parts.next().is_none() && count.is_finite() && count > 0.0).then(|| (count * unit).round() as i64)
+    (parts.next().is_none() && count.is_finite() && count > 0.0)
+        .then(|| (count * unit).round() as i64)
 }
 
 /// A `(behavior, category)` pair packed into one integer.
@@ -201,7 +210,12 @@ impl UserHistories {
         Self::read(path, config, Cut::At(i64::MAX), None)
     }
 
-    fn read(path: &Path, config: &SequenceDataConfig, cut: Cut, window: Option<i64>) -> Result<Self> {
+    fn read(
+        path: &Path,
+        config: &SequenceDataConfig,
+        cut: Cut,
+        window: Option<i64>,
+    ) -> Result<Self> {
         let bad_rows = config.bad_rows();
         let cut = match cut {
             Cut::At(at) => at,
@@ -243,7 +257,11 @@ impl UserHistories {
         }
         histories.retain(|_, history| !history.events.is_empty());
         if histories.is_empty() {
-            bail!("{}: no user has an event before the cut ({})", path.display(), describe_time(cut));
+            bail!(
+                "{}: no user has an event before the cut ({})",
+                path.display(),
+                describe_time(cut)
+            );
         }
         Ok(Self { histories, read, cut })
     }
@@ -273,8 +291,17 @@ impl UserHistories {
     }
 
     /// The examples of one split, tokenised with `vocabulary`, users in ascending order.
-    pub fn examples(&self, config: &SequenceDataConfig, split: Split, vocabulary: &Vocabulary) -> Examples {
-        let users: Vec<u64> = self.sorted_users().into_iter().filter(|&user| split_of(user, config) == split).collect();
+    pub fn examples(
+        &self,
+        config: &SequenceDataConfig,
+        split: Split,
+        vocabulary: &Vocabulary,
+    ) -> Examples {
+        let users: Vec<u64> = self
+            .sorted_users()
+            .into_iter()
+            .filter(|&user| split_of(user, config) == split)
+            .collect();
         let mut examples = Examples::new(config.sequence_length);
         for user in users {
             examples.push(user, &self.histories[&user], vocabulary);
@@ -283,7 +310,12 @@ impl UserHistories {
     }
 
     /// Removes and tokenises the given users (for scoring in bounded batches).
-    pub fn take(&mut self, users: &[u64], sequence_length: usize, vocabulary: &Vocabulary) -> Examples {
+    pub fn take(
+        &mut self,
+        users: &[u64],
+        sequence_length: usize,
+        vocabulary: &Vocabulary,
+    ) -> Examples {
         let mut examples = Examples::new(sequence_length);
         for user in users {
             if let Some(history) = self.histories.remove(user) {
@@ -339,7 +371,8 @@ impl Examples {
 /// Which split a user belongs to: a seeded hash of the id, so it is the same in every
 /// pass, every run and every file the user appears in.
 pub fn split_of(user: u64, config: &SequenceDataConfig) -> Split {
-    let unit = (splitmix64(user ^ splitmix64(config.split_seed)) >> 11) as f64 / (1u64 << 53) as f64;
+    let unit =
+        (splitmix64(user ^ splitmix64(config.split_seed)) >> 11) as f64 / (1u64 << 53) as f64;
     if unit < config.test_fraction {
         Split::Test
     } else if unit < config.test_fraction + config.val_fraction {
@@ -368,7 +401,8 @@ pub const VOCABULARY_FILE: &str = "vocab.csv";
 
 impl Vocabulary {
     fn from_counts(counts: HashMap<u64, u64>, min_count: u64, vocab_size: usize) -> Self {
-        let mut entries: Vec<(u64, u64)> = counts.into_iter().filter(|&(_, count)| count >= min_count).collect();
+        let mut entries: Vec<(u64, u64)> =
+            counts.into_iter().filter(|&(_, count)| count >= min_count).collect();
         // Ties broken by key so that a refit on the same data gives the same ids.
         entries.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         entries.truncate(vocab_size - RESERVED_TOKENS);
@@ -376,7 +410,11 @@ impl Vocabulary {
     }
 
     fn from_entries(entries: Vec<(u64, u64)>) -> Self {
-        let ids = entries.iter().enumerate().map(|(i, &(key, _))| (key, (i + RESERVED_TOKENS) as u32)).collect();
+        let ids = entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(key, _))| (key, (i + RESERVED_TOKENS) as u32))
+            .collect();
         Self { entries, ids }
     }
 
@@ -394,27 +432,41 @@ impl Vocabulary {
     }
 
     /// `token_id,behavior,category_id,count`, one row per pair.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let mut out = Vec::new();
-        writeln!(out, "token_id,behavior,category_id,count")?;
+    /// The vocabulary as `vocab.csv` (what [`load`](Self::load) reads).
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut out = String::from("token_id,behavior,category_id,count\n");
         for (i, &(key, count)) in self.entries.iter().enumerate() {
             let (behavior, category) = unpack_key(key);
-            writeln!(out, "{},{},{category},{count}", i + RESERVED_TOKENS, behavior.name())?;
+            out.push_str(&format!(
+                "{},{},{category},{count}\n",
+                i + RESERVED_TOKENS,
+                behavior.name()
+            ));
         }
-        crate::run_dir::write_atomic(path, &out)
+        out.into_bytes()
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let file = File::open(path).with_context(|| format!("{}: cannot open the run's vocabulary", path.display()))?;
+        let file = File::open(path)
+            .with_context(|| format!("{}: cannot open the run's vocabulary", path.display()))?;
         let mut entries = Vec::new();
         for (number, line) in BufReader::new(file).lines().enumerate().skip(1) {
             let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
-            let bad = || anyhow!("{}:{}: expected token_id,behavior,category_id,count, got {line:?}", path.display(), number + 1);
+            let bad = || {
+                anyhow!(
+                    "{}:{}: expected token_id,behavior,category_id,count, got {line:?}",
+                    path.display(),
+                    number + 1
+                )
+            };
             let fields: Vec<&str> = line.split(',').collect();
             let [id, behavior, category, count] = &fields[..] else { return Err(bad()) };
             let behavior = Behavior::parse(behavior).ok_or_else(bad)?;
-            let (id, category, count): (usize, u64, u64) =
-                (id.parse().map_err(|_| bad())?, category.parse().map_err(|_| bad())?, count.parse().map_err(|_| bad())?);
+            let (id, category, count): (usize, u64, u64) = (
+                id.parse().map_err(|_| bad())?,
+                category.parse().map_err(|_| bad())?,
+                count.parse().map_err(|_| bad())?,
+            );
             if id != entries.len() + RESERVED_TOKENS {
                 return Err(bad());
             }
@@ -462,7 +514,9 @@ mod tests {
     fn sequences_keep_the_latest_events_before_the_cut_and_label_buys_in_the_window() {
         // User 1: four history events (out of order), the oldest dropped; buys at 1050.
         // User 2: history only; its buy at 1200 is after the window. User 3: window only.
-        let (_dir, path) = log("1,9,7,pv,10\n1,9,7,cart,40\n2,9,8,pv,20\n1,9,8,pv,5\n1,9,7,pv,30\n1,9,7,buy,1050\n2,9,8,buy,1200\n3,9,7,pv,1010\n");
+        let (_dir, path) = log(
+            "1,9,7,pv,10\n1,9,7,cart,40\n2,9,8,pv,20\n1,9,8,pv,5\n1,9,7,pv,30\n1,9,7,buy,1050\n2,9,8,buy,1200\n3,9,7,pv,1010\n",
+        );
         let config = config(&path, TimeSpec::Seconds(1000));
         let histories = UserHistories::for_training(&config).unwrap();
         assert_eq!(histories.sorted_users(), vec![1, 2]);
@@ -487,8 +541,11 @@ mod tests {
         assert_eq!((vocabulary.token(12), vocabulary.token(4), vocabulary.token(16)), (2, 3, OOV));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(VOCABULARY_FILE);
-        vocabulary.save(&path).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "token_id,behavior,category_id,count\n2,pv,3,9\n3,pv,1,5\n");
+        std::fs::write(&path, vocabulary.to_csv()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "token_id,behavior,category_id,count\n2,pv,3,9\n3,pv,1,5\n"
+        );
         assert_eq!(Vocabulary::load(&path).unwrap(), vocabulary);
     }
 
@@ -508,8 +565,15 @@ mod tests {
     #[test]
     fn a_cut_after_the_last_event_is_an_error() {
         let (_dir, path) = log("1,9,7,pv,10\n");
-        let err = UserHistories::for_training(&config(&path, TimeSpec::Seconds(1_600_000_000))).unwrap_err().to_string();
-        assert!(err.starts_with("data.cut: 2020-09-13 12:26:40 UTC (1600000000) is after the last event of"), "{err}");
+        let err = UserHistories::for_training(&config(&path, TimeSpec::Seconds(1_600_000_000)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "data.cut: 2020-09-13 12:26:40 UTC (1600000000) is after the last event of"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -519,7 +583,8 @@ mod tests {
         config.val_fraction = 0.1;
         config.test_fraction = 0.2;
         let splits: Vec<Split> = (0..20_000).map(|user| split_of(user, &config)).collect();
-        let share = |split| splits.iter().filter(|&&s| s == split).count() as f64 / splits.len() as f64;
+        let share =
+            |split| splits.iter().filter(|&&s| s == split).count() as f64 / splits.len() as f64;
         assert!((share(Split::Test) - 0.2).abs() < 0.01 && (share(Split::Val) - 0.1).abs() < 0.01);
         assert_eq!(splits, (0..20_000).map(|user| split_of(user, &config)).collect::<Vec<_>>());
         config.split_seed = 1;

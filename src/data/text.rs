@@ -16,9 +16,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::Split;
 use super::records::CsvSource;
-use crate::config::{check_fraction};
+use crate::base::config::check_fraction;
+use crate::base::split::Split;
 
 /// `[data]` for text classification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,7 +83,11 @@ impl TextDataset {
     pub fn load(config: &TextDataConfig) -> Result<Self> {
         let name = config.path.display().to_string();
         let file = File::open(&config.path).map_err(|err| anyhow!("{name}: cannot open: {err}"))?;
-        let mut source = CsvSource::new(name, file, &[config.text_column.as_str(), config.label_column.as_str()])?;
+        let mut source = CsvSource::new(
+            name,
+            file,
+            &[config.text_column.as_str(), config.label_column.as_str()],
+        )?;
         let text_at = source.column(&config.text_column).expect("checked by CsvSource");
         let label_at = source.column(&config.label_column).expect("checked by CsvSource");
         let mut texts = Vec::new();
@@ -96,19 +100,35 @@ impl TextDataset {
             if label.is_empty() {
                 return Err(row.error(format!("{}: empty label", config.label_column)));
             }
-            texts.push(clean_text(row.text(text_at, &config.text_column).unwrap_or("")).to_string());
+            texts
+                .push(clean_text(row.text(text_at, &config.text_column).unwrap_or("")).to_string());
             raw_labels.push(label.to_string());
             Ok(())
         })?;
         if texts.is_empty() {
             bail!("{}: no rows", config.path.display());
         }
-        let label_names: Vec<String> = raw_labels.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let label_names: Vec<String> =
+            raw_labels.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         if label_names.len() < 2 {
-            bail!("{}: column {:?} has a single value {:?}; a classifier needs at least two", config.path.display(), config.label_column, label_names[0]);
+            bail!(
+                "{}: column {:?} has a single value {:?}; a classifier needs at least two",
+                config.path.display(),
+                config.label_column,
+                label_names[0]
+            );
         }
-        let labels: Vec<u32> = raw_labels.iter().map(|l| label_names.binary_search(l).expect("collected above") as u32).collect();
-        let splits = stratified_split(&labels, label_names.len(), config.test_fraction, config.val_fraction, config.split_seed);
+        let labels: Vec<u32> = raw_labels
+            .iter()
+            .map(|l| label_names.binary_search(l).expect("collected above") as u32)
+            .collect();
+        let splits = stratified_split(
+            &labels,
+            label_names.len(),
+            config.test_fraction,
+            config.val_fraction,
+            config.split_seed,
+        );
         Ok(Self { texts, labels, label_names, splits })
     }
 
@@ -119,7 +139,13 @@ impl TextDataset {
 
 /// Per class: shuffle its rows with `seed`, hold out `round(n * test)` for test and
 /// `round(n * val)` for validation, train on the rest.
-pub fn stratified_split(labels: &[u32], classes: usize, test: f64, val: f64, seed: u64) -> Vec<Split> {
+pub fn stratified_split(
+    labels: &[u32],
+    classes: usize,
+    test: f64,
+    val: f64,
+    seed: u64,
+) -> Vec<Split> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut splits = vec![Split::Train; labels.len()];
     for class in 0..classes as u32 {
@@ -152,8 +178,16 @@ impl TextTokenizer {
         if !path.is_file() {
             bail!("{}: no such tokenizer file", path.display());
         }
-        let mut inner = Tokenizer::from_file(path).map_err(|err| anyhow!("{}: not a tokenizer.json: {err}", path.display()))?;
-        Self::configure(&mut inner, max_length).map_err(|err| anyhow!("{}: {err}", path.display()))?;
+        let bytes =
+            std::fs::read(path).map_err(|err| anyhow!("{}: cannot read: {err}", path.display()))?;
+        Self::from_bytes(&bytes, max_length).map_err(|err| anyhow!("{}: {err}", path.display()))
+    }
+
+    /// A tokenizer from the text of a tokenizer.json; the error names no file.
+    pub fn from_bytes(bytes: &[u8], max_length: usize) -> Result<Self> {
+        let mut inner =
+            Tokenizer::from_bytes(bytes).map_err(|err| anyhow!("not a tokenizer.json: {err}"))?;
+        Self::configure(&mut inner, max_length)?;
         let pad_id = inner.token_to_id("[PAD]").unwrap_or(0);
         Ok(Self { inner, pad_id })
     }
@@ -161,7 +195,9 @@ impl TextTokenizer {
     fn configure(inner: &mut Tokenizer, max_length: usize) -> Result<()> {
         inner.with_padding(None);
         let truncation = tokenizers::TruncationParams { max_length, ..Default::default() };
-        inner.with_truncation(Some(truncation)).map_err(|err| anyhow!("cannot truncate to {max_length} tokens: {err}"))?;
+        inner
+            .with_truncation(Some(truncation))
+            .map_err(|err| anyhow!("cannot truncate to {max_length} tokens: {err}"))?;
         Ok(())
     }
 
@@ -171,7 +207,10 @@ impl TextTokenizer {
 
     /// Token ids with the tokenizer's special tokens (`[CLS] ... [SEP]` for BERT).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, true).map_err(|err| anyhow!("cannot tokenize {text:?}: {err}"))?;
+        let encoding = self
+            .inner
+            .encode(text, true)
+            .map_err(|err| anyhow!("cannot tokenize {text:?}: {err}"))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -183,19 +222,71 @@ impl TextTokenizer {
 
 /// Trains a BERT-style WordPiece tokenizer on the `column` of a CSV and writes it as
 /// `tokenizer.json` (`shopnet tokenizer train`). Returns the vocabulary size.
-pub fn train_tokenizer_from_csv(input: &Path, column: &str, vocab_size: usize, min_frequency: u64, out: &Path) -> Result<usize> {
+pub fn train_tokenizer_from_csv(
+    input: &Path,
+    column: &str,
+    vocab_size: usize,
+    min_frequency: u64,
+    out: &Path,
+) -> Result<usize> {
     let name = input.display().to_string();
     let file = File::open(input).map_err(|err| anyhow!("{name}: cannot open: {err}"))?;
     let mut source = CsvSource::new(name, file, &[column])?;
-    let at = source.column(column).expect("checked by CsvSource");
+    let at = source.column(column).unwrap_or_default();
     let mut texts = Vec::new();
     source.for_each(|row| {
         texts.push(clean_text(row.text(at, column).unwrap_or("")).to_string());
         Ok(())
     })?;
-    let tokenizer = train_wordpiece(&texts, vocab_size, min_frequency).map_err(|err| anyhow!("{}: column {column:?}: {err}", input.display()))?;
-    tokenizer.save(out, false).map_err(|err| anyhow!("{}: cannot write: {err}", out.display()))?;
+    let tokenizer = train_wordpiece(&texts, vocab_size, min_frequency)
+        .map_err(|err| anyhow!("{}: column {column:?}: {err}", input.display()))?;
+    let json = tokenizer
+        .to_string(false)
+        .map_err(|err| anyhow!("cannot serialise the tokenizer: {err}"))?;
+    crate::base::files::write_atomic(out, json.as_bytes())?;
     Ok(tokenizer.get_vocab_size(true))
+}
+
+/// Every word of `texts` (after BERT normalisation and pre-tokenisation) with its count,
+/// in a map with a fixed seed (see [`train_wordpiece`] for why).
+fn counted_words(texts: &[String]) -> Result<ahash::AHashMap<compact_str::CompactString, u64>> {
+    use rayon::prelude::*;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::{
+        NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+        PreTokenizer,
+    };
+
+    let normalizer = BertNormalizer::default();
+    let count_words = |text: &String| -> Result<BTreeMap<String, u64>> {
+        let mut normalized = NormalizedString::from(text.as_str());
+        normalizer
+            .normalize(&mut normalized)
+            .map_err(|err| anyhow!("cannot normalise {text:?}: {err}"))?;
+        let mut words = PreTokenizedString::from(normalized);
+        BertPreTokenizer
+            .pre_tokenize(&mut words)
+            .map_err(|err| anyhow!("cannot split {text:?}: {err}"))?;
+        let mut counts = BTreeMap::new();
+        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
+            *counts.entry(word.to_string()).or_insert(0) += 1;
+        }
+        Ok(counts)
+    };
+    let counts =
+        texts.par_iter().map(count_words).try_reduce(BTreeMap::new, |mut total, part| {
+            for (word, n) in part {
+                *total.entry(word).or_insert(0) += n;
+            }
+            Ok(total)
+        })?;
+    if counts.is_empty() {
+        bail!("no text to train a tokenizer on");
+    }
+    let mut words = ahash::AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
+    words.extend(counts.into_iter().map(|(word, n)| (compact_str::CompactString::from(word), n)));
+    Ok(words)
 }
 
 /// A BERT-style WordPiece tokenizer (BERT normaliser, BERT pre-tokeniser, which splits CJK
@@ -205,44 +296,24 @@ pub fn train_tokenizer_from_csv(input: &Path, column: &str, vocab_size: usize, m
 /// in a randomly seeded hash map whose order decides the ids of `##` pieces and, through
 /// them, which of equally frequent merges are kept, so the words are counted here in order
 /// and handed to the trainer in a map with a fixed seed.
-pub fn train_wordpiece(texts: &[String], vocab_size: usize, min_frequency: u64) -> Result<Tokenizer> {
-    use rayon::prelude::*;
+pub fn train_wordpiece(
+    texts: &[String],
+    vocab_size: usize,
+    min_frequency: u64,
+) -> Result<Tokenizer> {
+    use tokenizers::AddedToken;
     use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
     use tokenizers::models::bpe::{BPE, BpeTrainer};
     use tokenizers::models::wordpiece::WordPiece;
     use tokenizers::normalizers::bert::BertNormalizer;
     use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
     use tokenizers::processors::template::TemplateProcessing;
-    use tokenizers::{AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
 
     if vocab_size < 10 {
         bail!("the vocabulary size must be at least 10, got {vocab_size}");
     }
-    let normalizer = BertNormalizer::default();
-    let pre_tokenizer = BertPreTokenizer;
-    let count_words = |text: &String| -> Result<BTreeMap<String, u64>> {
-        let mut normalized = NormalizedString::from(text.as_str());
-        normalizer.normalize(&mut normalized).map_err(|err| anyhow!("cannot normalise {text:?}: {err}"))?;
-        let mut words = PreTokenizedString::from(normalized);
-        pre_tokenizer.pre_tokenize(&mut words).map_err(|err| anyhow!("cannot split {text:?}: {err}"))?;
-        let mut counts = BTreeMap::new();
-        for (word, _, _) in words.get_splits(OffsetReferential::Original, OffsetType::Byte) {
-            *counts.entry(word.to_string()).or_insert(0) += 1;
-        }
-        Ok(counts)
-    };
-    let counts = texts.par_iter().map(count_words).try_reduce(BTreeMap::new, |mut total, part| {
-        for (word, n) in part {
-            *total.entry(word).or_insert(0) += n;
-        }
-        Ok(total)
-    })?;
-    if counts.is_empty() {
-        bail!("no text to train a tokenizer on");
-    }
-    let mut words: ahash::AHashMap<compact_str::CompactString, u64> = ahash::AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4));
-    words.extend(counts.into_iter().map(|(word, n)| (compact_str::CompactString::from(word), n)));
-
+    let words = counted_words(texts)?;
+    let (normalizer, pre_tokenizer) = (BertNormalizer::default(), BertPreTokenizer);
     let special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
     let trainer = BpeTrainer::builder()
         .vocab_size(vocab_size)
@@ -252,18 +323,22 @@ pub fn train_wordpiece(texts: &[String], vocab_size: usize, min_frequency: u64) 
         .continuing_subword_prefix("##".into())
         .build();
     let mut pieces = BPE::default();
-    let special_tokens = trainer.do_train(&words, &mut pieces).map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
+    let special_tokens = trainer
+        .do_train(&words, &mut pieces)
+        .map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
     let mut tokenizer = Tokenizer::new(WordPiece::from_bpe(&pieces));
     tokenizer.with_normalizer(Some(normalizer));
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
     tokenizer.with_decoder(Some(WordPieceDecoder::default()));
     tokenizer.add_special_tokens(&special_tokens);
-    let id = |token: &str| tokenizer.token_to_id(token).expect("special tokens are in the vocabulary");
+    let id = |token: &str| {
+        tokenizer.token_to_id(token).ok_or_else(|| anyhow!("the trained vocabulary lacks {token}"))
+    };
     let template = TemplateProcessing::builder()
         .try_single("[CLS] $A [SEP]")
         .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
         .map_err(|err| anyhow!("{err}"))?
-        .special_tokens(vec![("[CLS]", id("[CLS]")), ("[SEP]", id("[SEP]"))])
+        .special_tokens(vec![("[CLS]", id("[CLS]")?), ("[SEP]", id("[SEP]")?)])
         .build()
         .map_err(|err| anyhow!("{err}"))?;
     tokenizer.with_post_processor(Some(template));
@@ -278,7 +353,9 @@ mod tests {
     fn split_is_stratified_and_seeded() {
         let labels: Vec<u32> = (0..1000).map(|i| u32::from(i % 4 == 0)).collect();
         let splits = stratified_split(&labels, 2, 0.1, 0.1, 3);
-        let count = |class: u32, split: Split| (0..1000).filter(|&i| labels[i] == class && splits[i] == split).count();
+        let count = |class: u32, split: Split| {
+            (0..1000).filter(|&i| labels[i] == class && splits[i] == split).count()
+        };
         assert_eq!((count(1, Split::Test), count(0, Split::Test)), (25, 75));
         assert_eq!((count(1, Split::Val), count(0, Split::Val)), (25, 75));
         assert_eq!(splits, stratified_split(&labels, 2, 0.1, 0.1, 3));
@@ -287,15 +364,25 @@ mod tests {
 
     #[test]
     fn wordpiece_training_is_deterministic_and_splits_chinese_characters() {
-        let texts: Vec<String> = ["质量很好，物流很快", "质量不好 the quality is bad", "很好很好 good quality", "物流太慢了", "", "the goods arrived quickly"]
-            .iter()
-            .cycle()
-            .take(60)
-            .map(|t| t.to_string())
-            .collect();
+        let texts: Vec<String> = [
+            "质量很好，物流很快",
+            "质量不好 the quality is bad",
+            "很好很好 good quality",
+            "物流太慢了",
+            "",
+            "the goods arrived quickly",
+        ]
+        .iter()
+        .cycle()
+        .take(60)
+        .map(|t| t.to_string())
+        .collect();
         let first = train_wordpiece(&texts, 100, 1).unwrap();
         for _ in 0..3 {
-            assert_eq!(train_wordpiece(&texts, 100, 1).unwrap().to_string(false).unwrap(), first.to_string(false).unwrap());
+            assert_eq!(
+                train_wordpiece(&texts, 100, 1).unwrap().to_string(false).unwrap(),
+                first.to_string(false).unwrap()
+            );
         }
         assert_eq!(first.token_to_id("[PAD]"), Some(0));
         let encoding = first.encode("质量很好 quality", true).unwrap();

@@ -13,15 +13,20 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::base::config::check_positive;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::nn::activation::ActivationConfig;
-use burn::nn::transformer::{TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput};
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig,
+};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
-use crate::config::{check_positive};
 
 /// The fields of a Hugging Face BERT `config.json` that decide the net. The sizes have no
 /// default, so a config of another architecture is refused rather than read as a BERT.
@@ -32,8 +37,8 @@ pub struct BertConfig {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub intermediate_size: usize,
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: String,
+    #[serde(default)]
+    pub hidden_act: HiddenAct,
     #[serde(default = "default_max_positions")]
     pub max_position_embeddings: usize,
     #[serde(default = "default_type_vocab")]
@@ -48,13 +53,42 @@ pub struct BertConfig {
     pub initializer_range: f64,
     #[serde(default)]
     pub pad_token_id: u32,
-    #[serde(default = "default_position_type")]
-    pub position_embedding_type: String,
+    #[serde(default)]
+    pub position_embedding_type: PositionEmbeddingType,
 }
 
-fn default_hidden_act() -> String {
-    "gelu".into()
+/// The feed-forward activation, as transformers names it. `gelu` is the exact (erf) GELU;
+/// the tanh forms are its approximation. An unknown name is a config error, found when
+/// the file is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HiddenAct {
+    #[default]
+    Gelu,
+    GeluNew,
+    GeluPytorchTanh,
+    Relu,
 }
+
+impl HiddenAct {
+    fn activation(self) -> ActivationConfig {
+        match self {
+            HiddenAct::Gelu => ActivationConfig::Gelu,
+            HiddenAct::GeluNew | HiddenAct::GeluPytorchTanh => ActivationConfig::GeluApproximate,
+            HiddenAct::Relu => ActivationConfig::Relu,
+        }
+    }
+}
+
+/// Only absolute (learned) positions are implemented; relative ones are refused when the
+/// config is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PositionEmbeddingType {
+    #[default]
+    Absolute,
+}
+
 fn default_max_positions() -> usize {
     512
 }
@@ -70,16 +104,15 @@ fn default_dropout() -> f64 {
 fn default_initializer_range() -> f64 {
     0.02
 }
-fn default_position_type() -> String {
-    "absolute".into()
-}
 
 impl BertConfig {
     /// Reads and checks a Hugging Face `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read the BERT config", path.display()))?;
-        let config: Self = serde_json::from_str(&text)
-            .map_err(|err| anyhow!("{}:{}: not a BERT config.json: {err}", path.display(), err.line()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the BERT config", path.display()))?;
+        let config: Self = serde_json::from_str(&text).map_err(|err| {
+            anyhow!("{}:{}: not a BERT config.json: {err}", path.display(), err.line())
+        })?;
         config.validate().map_err(|err| anyhow!("{}: {err}", path.display()))?;
         Ok(config)
     }
@@ -97,11 +130,11 @@ impl BertConfig {
             check_positive(key, value)?;
         }
         if self.hidden_size % self.num_attention_heads != 0 {
-            bail!("hidden_size {} is not a multiple of num_attention_heads {}", self.hidden_size, self.num_attention_heads);
-        }
-        self.activation()?;
-        if self.position_embedding_type != "absolute" {
-            bail!("position_embedding_type {:?}: only \"absolute\" positions are supported", self.position_embedding_type);
+            bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
         }
         if !(self.layer_norm_eps > 0.0) {
             bail!("layer_norm_eps: must be positive, got {}", self.layer_norm_eps);
@@ -109,37 +142,38 @@ impl BertConfig {
         Ok(())
     }
 
-    /// `gelu` is the exact (erf) GELU in transformers; the tanh forms are its approximation.
-    fn activation(&self) -> Result<ActivationConfig> {
-        Ok(match self.hidden_act.as_str() {
-            "gelu" => ActivationConfig::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" => ActivationConfig::GeluApproximate,
-            "relu" => ActivationConfig::Relu,
-            other => bail!("hidden_act {other:?}: expected gelu, gelu_new, gelu_pytorch_tanh or relu"),
-        })
-    }
-
     /// A BERT's weights, drawn as transformers draws them: normal(0, initializer_range)
     /// for embeddings and linear weights, zero biases, unit LayerNorm.
     pub fn init(&self, device: &Device) -> Bert {
         let normal = Initializer::Normal { mean: 0.0, std: self.initializer_range };
-        let embedding = |n: usize| EmbeddingConfig::new(n, self.hidden_size).with_initializer(normal.clone()).init(device);
-        let encoder = TransformerEncoderConfig::new(self.hidden_size, self.intermediate_size, self.num_attention_heads, self.num_hidden_layers)
-            .with_dropout(self.hidden_dropout_prob)
-            .with_norm_first(false)
-            .with_initializer(normal.clone())
-            .with_activation(self.activation().expect("validated config"))
-            .with_layer_norm_eps(self.layer_norm_eps)
-            .init(device);
+        let embedding = |n: usize| {
+            EmbeddingConfig::new(n, self.hidden_size).with_initializer(normal.clone()).init(device)
+        };
+        let encoder = TransformerEncoderConfig::new(
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_attention_heads,
+            self.num_hidden_layers,
+        )
+        .with_dropout(self.hidden_dropout_prob)
+        .with_norm_first(false)
+        .with_initializer(normal.clone())
+        .with_activation(self.hidden_act.activation())
+        .with_layer_norm_eps(self.layer_norm_eps)
+        .init(device);
         Bert {
             embeddings: BertEmbeddings {
                 word_embeddings: embedding(self.vocab_size),
                 position_embeddings: embedding(self.max_position_embeddings),
                 token_type_embeddings: embedding(self.type_vocab_size),
-                layer_norm: LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device),
+                layer_norm: LayerNormConfig::new(self.hidden_size)
+                    .with_epsilon(self.layer_norm_eps)
+                    .init(device),
             },
             encoder,
-            pooler: LinearConfig::new(self.hidden_size, self.hidden_size).with_initializer(normal).init(device),
+            pooler: LinearConfig::new(self.hidden_size, self.hidden_size)
+                .with_initializer(normal)
+                .init(device),
             max_positions: self.max_position_embeddings,
         }
     }
@@ -199,9 +233,14 @@ impl Bert {
     /// The last hidden state, `[batch, seq, hidden]`.
     pub fn forward(&self, input: BertInput) -> Tensor<3> {
         let [batch, seq] = input.input_ids.dims();
-        assert!(seq <= self.max_positions, "sequence of {seq} tokens exceeds the {} positions", self.max_positions);
+        assert!(
+            seq <= self.max_positions,
+            "sequence of {seq} tokens exceeds the {} positions",
+            self.max_positions
+        );
         let device = input.input_ids.device();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).unsqueeze::<2>().expand([batch, seq]);
+        let positions =
+            Tensor::<1, Int>::arange(0..seq as i64, &device).unsqueeze::<2>().expand([batch, seq]);
         let e = &self.embeddings;
         let x = e.word_embeddings.forward(input.input_ids)
             + e.position_embeddings.forward(positions)
@@ -229,12 +268,20 @@ pub struct BertClassifier {
 }
 
 impl BertClassifier {
-    pub fn new(bert: Bert, config: &BertConfig, num_classes: usize, dropout: f64, device: &Device) -> Self {
+    pub fn new(
+        bert: Bert,
+        config: &BertConfig,
+        num_classes: usize,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
         let normal = Initializer::Normal { mean: 0.0, std: config.initializer_range };
         Self {
             bert,
             dropout: DropoutConfig::new(dropout).init(),
-            classifier: LinearConfig::new(config.hidden_size, num_classes).with_initializer(normal).init(device),
+            classifier: LinearConfig::new(config.hidden_size, num_classes)
+                .with_initializer(normal)
+                .init(device),
         }
     }
 
@@ -278,7 +325,12 @@ fn hf_name(path: &str) -> String {
     let mut name = path.to_string();
     if let Some(rest) = name.strip_prefix("encoder.layers.") {
         let (index, part) = rest.split_once('.').unwrap_or((rest, ""));
-        let part = LAYER_PARTS.iter().find_map(|(ours, theirs)| part.strip_prefix(ours).map(|tail| format!("{theirs}{tail}"))).unwrap_or_else(|| part.to_string());
+        let part = LAYER_PARTS
+            .iter()
+            .find_map(|(ours, theirs)| {
+                part.strip_prefix(ours).map(|tail| format!("{theirs}{tail}"))
+            })
+            .unwrap_or_else(|| part.to_string());
         name = format!("encoder.layer.{index}.{part}");
     } else if let Some(rest) = name.strip_prefix("embeddings.layer_norm.") {
         name = format!("embeddings.LayerNorm.{rest}");
@@ -286,7 +338,9 @@ fn hf_name(path: &str) -> String {
         name = format!("pooler.dense.{rest}");
     }
     if name.contains("LayerNorm.") {
-        name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
+        name = name
+            .replace("LayerNorm.gamma", "LayerNorm.weight")
+            .replace("LayerNorm.beta", "LayerNorm.bias");
     }
     name
 }
@@ -305,7 +359,9 @@ pub fn load_hf_weights(mut model: Bert, path: &Path) -> Result<(Bert, Vec<String
     for (from, to) in HF_KEY_TABLE {
         store = store.with_key_remapping(*from, *to);
     }
-    let result = model.load_from(&mut store).map_err(|err| anyhow!("{}: cannot read weights: {err}", path.display()))?;
+    let result = model
+        .load_from(&mut store)
+        .map_err(|err| anyhow!("{}: cannot read weights: {err}", path.display()))?;
     if !result.missing.is_empty() {
         let missing: Vec<String> = result.missing.iter().map(|(p, _)| hf_name(p)).collect();
         let shown = missing.iter().take(6).cloned().collect::<Vec<_>>().join(", ");
@@ -336,25 +392,45 @@ impl ModelFiles {
     pub fn resolve(name: &str) -> Result<Self> {
         let dir = Path::new(name);
         if dir.is_dir() {
-            return Ok(Self { config: dir.join("config.json"), weights: dir.join("model.safetensors"), tokenizer: dir.join("tokenizer.json") });
+            return Ok(Self {
+                config: dir.join("config.json"),
+                weights: dir.join("model.safetensors"),
+                tokenizer: dir.join("tokenizer.json"),
+            });
         }
-        let looks_like_repo = name.split('/').count() == 2 && !name.starts_with('.') && !name.starts_with('/');
+        let looks_like_repo =
+            name.split('/').count() == 2 && !name.starts_with('.') && !name.starts_with('/');
         if !looks_like_repo {
-            bail!("{name}: no such model folder (expected a folder with config.json, model.safetensors and tokenizer.json, or a Hugging Face repo id like org/name)");
+            bail!(
+                "{name}: no such model folder (expected a folder with config.json, model.safetensors and tokenizer.json, or a Hugging Face repo id like org/name)"
+            );
         }
-        let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
         let fetch = |file: &str| -> Result<PathBuf> {
             let cache = hf_hub::Cache::from_env();
             if let Some(path) = cache.model(name.to_string()).get(file) {
                 return Ok(path);
             }
             if offline {
-                bail!("{name}: {file} is not in the Hugging Face cache {} and HF_HUB_OFFLINE is set", cache.path().display());
+                bail!(
+                    "{name}: {file} is not in the Hugging Face cache {} and HF_HUB_OFFLINE is set",
+                    cache.path().display()
+                );
             }
-            let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().map_err(|err| anyhow!("{name}: {err}"))?;
-            api.model(name.to_string()).get(file).map_err(|err| anyhow!("{name}: cannot download {file}: {err}"))
+            let api = hf_hub::api::sync::ApiBuilder::from_env()
+                .with_progress(false)
+                .build()
+                .map_err(|err| anyhow!("{name}: {err}"))?;
+            api.model(name.to_string())
+                .get(file)
+                .map_err(|err| anyhow!("{name}: cannot download {file}: {err}"))
         };
-        Ok(Self { config: fetch("config.json")?, weights: fetch("model.safetensors")?, tokenizer: fetch("tokenizer.json")? })
+        Ok(Self {
+            config: fetch("config.json")?,
+            weights: fetch("model.safetensors")?,
+            tokenizer: fetch("tokenizer.json")?,
+        })
     }
 
     /// The config and the encoder with the checkpoint's weights, on `device`.
@@ -364,7 +440,12 @@ impl ModelFiles {
         let unused: Vec<&String> = unused.iter().filter(|k| !k.ends_with("position_ids")).collect();
         if !unused.is_empty() {
             let shown = unused.iter().take(4).map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-            eprintln!("note: {}: {} tensors not used by the encoder ({shown}{})", self.weights.display(), unused.len(), if unused.len() > 4 { ", ..." } else { "" });
+            eprintln!(
+                "note: {}: {} tensors not used by the encoder ({shown}{})",
+                self.weights.display(),
+                unused.len(),
+                if unused.len() > 4 { ", ..." } else { "" }
+            );
         }
         Ok((config, bert))
     }
@@ -381,7 +462,7 @@ mod tests {
     #[test]
     fn config_defaults_follow_transformers() {
         let config = tiny();
-        assert_eq!(config.hidden_act, "gelu");
+        assert_eq!(config.hidden_act, HiddenAct::Gelu);
         assert_eq!(config.layer_norm_eps, 1e-12);
         assert_eq!(config.type_vocab_size, 2);
     }
@@ -396,6 +477,23 @@ mod tests {
     }
 
     #[test]
+    fn unknown_activation_or_position_type_is_refused_when_read() {
+        let base = r#""vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16"#;
+        for (extra, needle) in [
+            (r#""hidden_act": "swish""#, "swish"),
+            (r#""position_embedding_type": "relative_key""#, "relative_key"),
+        ] {
+            let err = serde_json::from_str::<BertConfig>(&format!("{{{base}, {extra}}}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle) && err.contains("unknown variant"), "{err}");
+        }
+        let tanh: BertConfig =
+            serde_json::from_str(&format!(r#"{{{base}, "hidden_act": "gelu_new"}}"#)).unwrap();
+        assert_eq!(tanh.hidden_act, HiddenAct::GeluNew);
+    }
+
+    #[test]
     fn missing_tensors_are_named_as_hugging_face_names_them() {
         let cases = [
             ("embeddings.word_embeddings.weight", "embeddings.word_embeddings.weight"),
@@ -404,7 +502,10 @@ mod tests {
             ("encoder.layers.0.mha.query.weight", "encoder.layer.0.attention.self.query.weight"),
             ("encoder.layers.11.mha.output.bias", "encoder.layer.11.attention.output.dense.bias"),
             ("encoder.layers.3.norm_1.gamma", "encoder.layer.3.attention.output.LayerNorm.weight"),
-            ("encoder.layers.3.pwff.linear_inner.weight", "encoder.layer.3.intermediate.dense.weight"),
+            (
+                "encoder.layers.3.pwff.linear_inner.weight",
+                "encoder.layer.3.intermediate.dense.weight",
+            ),
             ("encoder.layers.3.pwff.linear_outer.bias", "encoder.layer.3.output.dense.bias"),
             ("encoder.layers.5.norm_2.beta", "encoder.layer.5.output.LayerNorm.bias"),
             ("pooler.weight", "pooler.dense.weight"),
@@ -417,7 +518,9 @@ mod tests {
     #[test]
     fn pretrained_weights_get_gradients_on_a_training_device() {
         let device = Device::flex().autodiff();
-        let files = ModelFiles::resolve(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert/tiny")).unwrap();
+        let files =
+            ModelFiles::resolve(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bert/tiny"))
+                .unwrap();
         let (_, bert) = files.load(&device).unwrap();
         let hidden = bert.forward(BertInput::from_ids(&[&[2, 5, 7, 3]], 0, &device));
         let grads = hidden.sum().backward();
@@ -431,7 +534,8 @@ mod tests {
         let device = Device::flex();
         let bert = tiny().init(&device);
         let alone = bert.forward(BertInput::from_ids(&[&[1, 5, 7]], 0, &device));
-        let padded = bert.forward(BertInput::from_ids(&[&[1, 5, 7], &[1, 2, 3, 4, 5, 6]], 0, &device));
+        let padded =
+            bert.forward(BertInput::from_ids(&[&[1, 5, 7], &[1, 2, 3, 4, 5, 6]], 0, &device));
         let alone = alone.into_data().try_to_vec::<f32>().unwrap();
         let padded = padded.slice([0..1, 0..3, 0..8]).into_data().try_to_vec::<f32>().unwrap();
         let diff = alone.iter().zip(&padded).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);

@@ -12,14 +12,15 @@ use burn::tensor::activation::{elu, leaky_relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::message_passing::{GraphTensors, LayerInput, NormalizedAdjacency, scatter_add, segment_softmax};
-use super::random::{HostRng, dropout, zeros_param};
+use super::message_passing::{
+    GraphTensors, LayerInput, NormalizedAdjacency, scatter_add, segment_softmax,
+};
+use crate::base::rng::{HostRng, dropout};
+use crate::base::tensor::zeros_param;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatConfig {
-    /// Always `"gat"`; selects this net.
-    pub kind: String,
     /// Features per head in the hidden layer.
     pub hidden: usize,
     /// Attention heads in the hidden layer, concatenated.
@@ -36,7 +37,14 @@ pub struct GatConfig {
 
 impl Default for GatConfig {
     fn default() -> Self {
-        Self { kind: "gat".into(), hidden: 8, heads: 8, out_heads: 1, dropout: 0.6, attention_dropout: 0.6, negative_slope: 0.2 }
+        Self {
+            hidden: 8,
+            heads: 8,
+            out_heads: 1,
+            dropout: 0.6,
+            attention_dropout: 0.6,
+            negative_slope: 0.2,
+        }
     }
 }
 
@@ -57,7 +65,16 @@ pub struct GatConv {
 
 impl GatConv {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(d_in: usize, out_features: usize, heads: usize, concat: bool, negative_slope: f64, attention_dropout: f64, rng: &mut HostRng, device: &Device) -> Self {
+    pub fn new(
+        d_in: usize,
+        out_features: usize,
+        heads: usize,
+        concat: bool,
+        negative_slope: f64,
+        attention_dropout: f64,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
         let width = heads * out_features;
         Self {
             weight: rng.glorot([d_in, width], d_in, width, device),
@@ -72,19 +89,32 @@ impl GatConv {
         }
     }
 
-    pub fn forward(&self, input: LayerInput<'_>, adjacency: &NormalizedAdjacency, rng: Option<&mut HostRng>) -> Tensor<2> {
+    pub fn forward(
+        &self,
+        input: LayerInput<'_>,
+        adjacency: &NormalizedAdjacency,
+        rng: Option<&mut HostRng>,
+    ) -> Tensor<2> {
         let n = adjacency.num_nodes;
         let (heads, features) = (self.heads, self.out_features);
         let h = input.project(self.weight.val(), n).reshape([n, heads, features]);
-        let score_src = (h.clone() * self.att_src.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
-        let score_dst = (h.clone() * self.att_dst.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
-        let scores = score_src.select(0, adjacency.src.clone()) + score_dst.select(0, adjacency.dst.clone());
-        let attention = segment_softmax(leaky_relu(scores, self.negative_slope), adjacency.dst.clone(), n);
+        let score_src =
+            (h.clone() * self.att_src.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
+        let score_dst =
+            (h.clone() * self.att_dst.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
+        let scores =
+            score_src.select(0, adjacency.src.clone()) + score_dst.select(0, adjacency.dst.clone());
+        let attention =
+            segment_softmax(leaky_relu(scores, self.negative_slope), adjacency.dst.clone(), n);
         let attention = dropout(attention, self.attention_dropout, rng);
         let edges = adjacency.num_edges();
         let messages = h.select(0, adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
         let out = scatter_add(messages, adjacency.dst.clone(), n);
-        let out = if self.concat { out.reshape([n, heads * features]) } else { out.mean_dim(1).reshape([n, features]) };
+        let out = if self.concat {
+            out.reshape([n, heads * features])
+        } else {
+            out.mean_dim(1).reshape([n, features])
+        };
         out + self.bias.val().unsqueeze_dim(0)
     }
 }
@@ -97,9 +127,33 @@ pub struct Gat {
 }
 
 impl Gat {
-    pub fn new(config: &GatConfig, d_in: usize, num_classes: usize, rng: &mut HostRng, device: &Device) -> Self {
-        let conv1 = GatConv::new(d_in, config.hidden, config.heads, true, config.negative_slope, config.attention_dropout, rng, device);
-        let conv2 = GatConv::new(config.hidden * config.heads, num_classes, config.out_heads, false, config.negative_slope, config.attention_dropout, rng, device);
+    pub fn new(
+        config: &GatConfig,
+        d_in: usize,
+        num_classes: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
+        let conv1 = GatConv::new(
+            d_in,
+            config.hidden,
+            config.heads,
+            true,
+            config.negative_slope,
+            config.attention_dropout,
+            rng,
+            device,
+        );
+        let conv2 = GatConv::new(
+            config.hidden * config.heads,
+            num_classes,
+            config.out_heads,
+            false,
+            config.negative_slope,
+            config.attention_dropout,
+            rng,
+            device,
+        );
         Self { conv1, conv2, dropout: config.dropout }
     }
 
@@ -115,7 +169,7 @@ impl Gat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::graph::SparseFeatures;
+    use crate::base::sparse::SparseFeatures;
     use crate::models::message_passing::tests::toy_edges;
 
     fn param<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
@@ -123,19 +177,31 @@ mod tests {
     }
 
     /// A two-head GAT layer on the 4-node toy graph, computed by hand with plain loops.
-    fn reference(x: &[[f32; 2]; 4], w: &[[f32; 4]; 2], a_src: &[[f32; 2]; 2], a_dst: &[[f32; 2]; 2], concat: bool) -> Vec<f32> {
+    fn reference(
+        x: &[[f32; 2]; 4],
+        w: &[[f32; 4]; 2],
+        a_src: &[[f32; 2]; 2],
+        a_dst: &[[f32; 2]; 2],
+        concat: bool,
+    ) -> Vec<f32> {
         let mut edges = toy_edges();
         edges.extend((0..4).map(|i| (i, i)));
-        let h: Vec<[f32; 4]> = x.iter().map(|row| std::array::from_fn(|k| row[0] * w[0][k] + row[1] * w[1][k])).collect();
+        let h: Vec<[f32; 4]> = x
+            .iter()
+            .map(|row| std::array::from_fn(|k| row[0] * w[0][k] + row[1] * w[1][k]))
+            .collect();
         let mut out = vec![[0f32; 4]; 4];
         for head in 0..2 {
             let feature = |node: usize, f: usize| h[node][head * 2 + f];
             let score = |s: usize, d: usize| {
-                let raw: f32 = (0..2).map(|f| a_src[head][f] * feature(s, f) + a_dst[head][f] * feature(d, f)).sum();
+                let raw: f32 = (0..2)
+                    .map(|f| a_src[head][f] * feature(s, f) + a_dst[head][f] * feature(d, f))
+                    .sum();
                 if raw > 0.0 { raw } else { 0.2 * raw }
             };
             for i in 0..4 {
-                let incoming: Vec<usize> = edges.iter().filter(|e| e.1 as usize == i).map(|e| e.0 as usize).collect();
+                let incoming: Vec<usize> =
+                    edges.iter().filter(|e| e.1 as usize == i).map(|e| e.0 as usize).collect();
                 let total: f32 = incoming.iter().map(|&j| score(j, i).exp()).sum();
                 for &j in &incoming {
                     let alpha = score(j, i).exp() / total;
@@ -159,7 +225,7 @@ mod tests {
         let w = [[0.2, -0.4, 1.0, 0.3], [0.7, 0.1, -0.3, 0.5]];
         let a_src = [[0.5, -1.0], [0.25, 0.8]];
         let a_dst = [[-0.3, 0.9], [1.1, -0.6]];
-        let graph = GraphTensors::from_parts(4, 2, &toy_edges(), &SparseFeatures::default(), &device);
+        let graph = GraphTensors::new(4, 2, &toy_edges(), &SparseFeatures::default(), &device);
         for concat in [true, false] {
             let conv = GatConv {
                 weight: param(Tensor::from_floats(w, &device)),
@@ -172,7 +238,11 @@ mod tests {
                 negative_slope: 0.2,
                 attention_dropout: 0.0,
             };
-            let got = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph.adjacency, None);
+            let got = conv.forward(
+                LayerInput::Dense(Tensor::from_floats(x, &device)),
+                &graph.adjacency,
+                None,
+            );
             let got = got.into_data().try_to_vec::<f32>().unwrap();
             let expected = reference(&x, &w, &a_src, &a_dst, concat);
             assert_eq!(got.len(), expected.len());

@@ -13,13 +13,12 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::message_passing::{GraphTensors, LayerInput, NormalizedAdjacency};
-use super::random::{HostRng, dropout, zeros_param};
+use crate::base::rng::{HostRng, dropout};
+use crate::base::tensor::zeros_param;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcnConfig {
-    /// Always `"gcn"`; selects this net.
-    pub kind: String,
     pub hidden: usize,
     /// Number of graph convolutions (the paper uses 2).
     pub layers: usize,
@@ -29,7 +28,7 @@ pub struct GcnConfig {
 
 impl Default for GcnConfig {
     fn default() -> Self {
-        Self { kind: "gcn".into(), hidden: 16, layers: 2, dropout: 0.5 }
+        Self { hidden: 16, layers: 2, dropout: 0.5 }
     }
 }
 
@@ -42,7 +41,10 @@ pub struct GcnConv {
 
 impl GcnConv {
     pub fn new(d_in: usize, d_out: usize, rng: &mut HostRng, device: &Device) -> Self {
-        Self { weight: rng.glorot([d_in, d_out], d_in, d_out, device), bias: zeros_param([d_out], device) }
+        Self {
+            weight: rng.glorot([d_in, d_out], d_in, d_out, device),
+            bias: zeros_param([d_out], device),
+        }
     }
 
     pub fn forward(&self, input: LayerInput<'_>, adjacency: &NormalizedAdjacency) -> Tensor<2> {
@@ -58,7 +60,13 @@ pub struct Gcn {
 }
 
 impl Gcn {
-    pub fn new(config: &GcnConfig, d_in: usize, num_classes: usize, rng: &mut HostRng, device: &Device) -> Self {
+    pub fn new(
+        config: &GcnConfig,
+        d_in: usize,
+        num_classes: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
         let layers = config.layers.max(1);
         let convs = (0..layers)
             .map(|i| {
@@ -76,7 +84,9 @@ impl Gcn {
         for (i, conv) in self.convs.iter().enumerate() {
             let input = match h.take() {
                 None => LayerInput::features(&graph.features, self.dropout, rng.as_deref_mut()),
-                Some(hidden) => LayerInput::Dense(dropout(hidden, self.dropout, rng.as_deref_mut())),
+                Some(hidden) => {
+                    LayerInput::Dense(dropout(hidden, self.dropout, rng.as_deref_mut()))
+                }
             };
             let out = conv.forward(input, &graph.adjacency);
             h = Some(if i + 1 < self.convs.len() { relu(out) } else { out });
@@ -88,7 +98,7 @@ impl Gcn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::graph::SparseFeatures;
+    use crate::base::sparse::SparseFeatures;
     use crate::models::message_passing::SparseInput;
     use crate::models::message_passing::tests::toy_edges;
 
@@ -132,14 +142,18 @@ mod tests {
                 }
             }
         }
-        let graph = GraphTensors::from_parts(4, 2, &toy_edges(), &features, &device);
+        let graph = GraphTensors::new(4, 2, &toy_edges(), &features, &device);
         let conv = GcnConv {
             weight: Param::from_tensor(Tensor::from_floats(w, &device)),
             bias: Param::from_tensor(Tensor::from_floats(b, &device)),
         };
         let sparse_input = SparseInput::new(&features, &device);
-        let sparse = conv.forward(LayerInput::Sparse(&sparse_input, sparse_input.values.clone()), &graph.adjacency);
-        let dense = conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph.adjacency);
+        let sparse = conv.forward(
+            LayerInput::Sparse(&sparse_input, sparse_input.values.clone()),
+            &graph.adjacency,
+        );
+        let dense =
+            conv.forward(LayerInput::Dense(Tensor::from_floats(x, &device)), &graph.adjacency);
         let expected = dense_reference(&x, &w, &b);
         for out in [sparse, dense] {
             let got = out.into_data().try_to_vec::<f32>().unwrap();

@@ -16,13 +16,11 @@ use burn::tensor::module::embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::random::{HostRng, dropout};
+use crate::base::rng::{HostRng, dropout};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IntentConfig {
-    /// Always `"intent"`; selects this net.
-    pub kind: String,
     pub embedding_size: usize,
     pub conv_channels: usize,
     /// Odd, so that `kernel_size / 2` padding keeps the sequence length.
@@ -37,7 +35,15 @@ pub struct IntentConfig {
 
 impl Default for IntentConfig {
     fn default() -> Self {
-        Self { kind: "intent".into(), embedding_size: 50, conv_channels: 64, kernel_size: 3, pool: 2, hidden: 100, dropout: 0.2, pos_weight: 1.0 }
+        Self {
+            embedding_size: 50,
+            conv_channels: 64,
+            kernel_size: 3,
+            pool: 2,
+            hidden: 100,
+            dropout: 0.2,
+            pos_weight: 1.0,
+        }
     }
 }
 
@@ -53,7 +59,8 @@ impl TokenEmbedding {
         let [rows, _] = weight.dims();
         let mut keep = vec![1.0f32; rows];
         keep[0] = 0.0;
-        let keep = Tensor::<1>::from_data(TensorData::new(keep, [rows]), &weight.device()).unsqueeze_dim(1);
+        let keep = Tensor::<1>::from_data(TensorData::new(keep, [rows]), &weight.device())
+            .unsqueeze_dim(1);
         embedding(weight * keep, tokens)
     }
 }
@@ -88,17 +95,25 @@ impl Lstm {
         let device = input.device();
         let mut scale = vec![1.0f32; gates];
         scale[2 * hidden..3 * hidden].fill(2.0);
-        let scale = Tensor::<1>::from_data(TensorData::new(scale, [gates]), &device).unsqueeze_dim::<2>(0);
+        let scale =
+            Tensor::<1>::from_data(TensorData::new(scale, [gates]), &device).unsqueeze_dim::<2>(0);
         let bias = (self.bias_ih_l0.val() + self.bias_hh_l0.val()).unsqueeze_dim(0);
-        let projected = ((input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose()) + bias) * scale.clone())
+        let projected =
+            ((input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose())
+                + bias)
+                * scale.clone())
             .reshape([batch, time, gates]);
         let recurrent = self.weight_hh_l0.val().transpose() * scale;
         let mut h = Tensor::<2>::zeros([batch, hidden], &device);
         let mut c = Tensor::<2>::zeros([batch, hidden], &device);
         for t in 0..time {
-            let step = projected.clone().slice([0..batch, t..t + 1, 0..gates]).reshape([batch, gates]) + h.matmul(recurrent.clone());
+            let step =
+                projected.clone().slice([0..batch, t..t + 1, 0..gates]).reshape([batch, gates])
+                    + h.matmul(recurrent.clone());
             let mut chunks = sigmoid(step).chunk(4, 1).into_iter();
-            let (Some(i), Some(f), Some(g), Some(o)) = (chunks.next(), chunks.next(), chunks.next(), chunks.next()) else {
+            let (Some(i), Some(f), Some(g), Some(o)) =
+                (chunks.next(), chunks.next(), chunks.next(), chunks.next())
+            else {
                 unreachable!("chunk(4) of a [batch, 4H] tensor gives four parts")
             };
             c = f * c + i * g.mul_scalar(2.0).sub_scalar(1.0);
@@ -126,21 +141,33 @@ pub struct IntentNet {
 
 impl IntentNet {
     /// PyTorch's default initialisation of each module, drawn from `rng`.
-    pub fn new(config: &IntentConfig, num_tokens: usize, rng: &mut HostRng, device: &Device) -> Self {
-        let (e, c, k, h) = (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
+    pub fn new(
+        config: &IntentConfig,
+        num_tokens: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
+        let (e, c, k, h) =
+            (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
         let conv_bound = 1.0 / ((e * k) as f64).sqrt();
         let lstm_bound = 1.0 / (h as f64).sqrt();
         let head_bound = 1.0 / (h as f64).sqrt();
         Self {
             embedding: TokenEmbedding { weight: rng.normal_param([num_tokens, e], 1.0, device) },
-            conv: Conv { weight: rng.uniform([c, e, k], conv_bound, device), bias: rng.uniform([c], conv_bound, device) },
+            conv: Conv {
+                weight: rng.uniform([c, e, k], conv_bound, device),
+                bias: rng.uniform([c], conv_bound, device),
+            },
             lstm: Lstm {
                 weight_ih_l0: rng.uniform([4 * h, c], lstm_bound, device),
                 weight_hh_l0: rng.uniform([4 * h, h], lstm_bound, device),
                 bias_ih_l0: rng.uniform([4 * h], lstm_bound, device),
                 bias_hh_l0: rng.uniform([4 * h], lstm_bound, device),
             },
-            head: Head { weight: rng.uniform([1, h], head_bound, device), bias: rng.uniform([1], head_bound, device) },
+            head: Head {
+                weight: rng.uniform([1, h], head_bound, device),
+                bias: rng.uniform([1], head_bound, device),
+            },
             pool: config.pool,
             dropout: config.dropout,
         }
@@ -153,7 +180,8 @@ impl IntentNet {
         let convolved = relu(self.conv.forward(self.embedding.forward(tokens)));
         let last = self.lstm.last_hidden(max_pool_time(convolved, self.pool));
         let last = dropout(last, self.dropout, rng);
-        (last.matmul(self.head.weight.val().transpose()) + self.head.bias.val().unsqueeze_dim(0)).reshape([batch])
+        (last.matmul(self.head.weight.val().transpose()) + self.head.bias.val().unsqueeze_dim(0))
+            .reshape([batch])
     }
 }
 
@@ -167,8 +195,16 @@ impl Conv {
         let [channels, _, kernel] = self.weight.dims();
         let pad = kernel / 2;
         let device = x.device();
-        let padded = Tensor::cat(vec![Tensor::zeros([batch, pad, width], &device), x, Tensor::zeros([batch, pad, width], &device)], 1);
-        let shifted: Vec<Tensor<3>> = (0..kernel).map(|k| padded.clone().narrow(1, k, time)).collect();
+        let padded = Tensor::cat(
+            vec![
+                Tensor::zeros([batch, pad, width], &device),
+                x,
+                Tensor::zeros([batch, pad, width], &device),
+            ],
+            1,
+        );
+        let shifted: Vec<Tensor<3>> =
+            (0..kernel).map(|k| padded.clone().narrow(1, k, time)).collect();
         let columns = Tensor::cat(shifted, 2).reshape([batch * time, kernel * width]);
         // [out, in, k] -> [k * in, out], matching the column order (shift-major).
         let weight = self.weight.val().permute([2, 1, 0]).reshape([kernel * width, channels]);
@@ -183,7 +219,9 @@ fn max_pool_time(x: Tensor<3>, k: usize) -> Tensor<3> {
     let [batch, time, channels] = x.dims();
     let out = time / k;
     let windows = x.narrow(1, 0, out * k).reshape([batch, out, k * channels]);
-    (1..k).fold(windows.clone().narrow(2, 0, channels), |max, j| max.max_pair(windows.clone().narrow(2, j * channels, channels)))
+    (1..k).fold(windows.clone().narrow(2, 0, channels), |max, j| {
+        max.max_pair(windows.clone().narrow(2, j * channels, channels))
+    })
 }
 
 #[cfg(test)]
@@ -193,12 +231,26 @@ mod tests {
     /// A net whose every weight is zero except the ones a test sets.
     fn zero_net(config: &IntentConfig, num_tokens: usize, device: &Device) -> IntentNet {
         let zeros = |len: usize| vec![0.0f32; len];
-        let (e, c, k, h) = (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
-        let p2 = |values: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device));
-        let p1 = |values: Vec<f32>| Param::from_tensor(Tensor::from_data(TensorData::new(values.clone(), [values.len()]), device));
+        let (e, c, k, h) =
+            (config.embedding_size, config.conv_channels, config.kernel_size, config.hidden);
+        let p2 = |values: Vec<f32>, shape: [usize; 2]| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+        };
+        let p1 = |values: Vec<f32>| {
+            Param::from_tensor(Tensor::from_data(
+                TensorData::new(values.clone(), [values.len()]),
+                device,
+            ))
+        };
         IntentNet {
             embedding: TokenEmbedding { weight: p2(zeros(num_tokens * e), [num_tokens, e]) },
-            conv: Conv { weight: Param::from_tensor(Tensor::from_data(TensorData::new(zeros(c * e * k), [c, e, k]), device)), bias: p1(zeros(c)) },
+            conv: Conv {
+                weight: Param::from_tensor(Tensor::from_data(
+                    TensorData::new(zeros(c * e * k), [c, e, k]),
+                    device,
+                )),
+                bias: p1(zeros(c)),
+            },
             lstm: Lstm {
                 weight_ih_l0: p2(zeros(4 * h * c), [4 * h, c]),
                 weight_hh_l0: p2(zeros(4 * h * h), [4 * h, h]),
@@ -216,11 +268,20 @@ mod tests {
         // With all weights zero and gate biases b: i = f = o = sigmoid(b), g = tanh(b); over T
         // steps c_t = f c_{t-1} + i g and h_T = o tanh(c_T), the same for every unit.
         let device = Device::flex();
-        let config = IntentConfig { embedding_size: 2, conv_channels: 2, hidden: 3, ..IntentConfig::default() };
+        let config = IntentConfig {
+            embedding_size: 2,
+            conv_channels: 2,
+            hidden: 3,
+            ..IntentConfig::default()
+        };
         let mut net = zero_net(&config, 5, &device);
         let b = 0.5f32;
-        net.lstm.bias_ih_l0 = Param::from_tensor(Tensor::from_data(TensorData::new(vec![b; 12], [12]), &device));
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 0, 3, 4, 1, 2], [1, 6]), &device);
+        net.lstm.bias_ih_l0 =
+            Param::from_tensor(Tensor::from_data(TensorData::new(vec![b; 12], [12]), &device));
+        let tokens = Tensor::<2, Int>::from_data(
+            TensorData::new(vec![0i64, 0, 3, 4, 1, 2], [1, 6]),
+            &device,
+        );
         let logit = net.forward(tokens, None).into_data().try_to_vec::<f32>().unwrap()[0];
         let (s, g) = (1.0 / (1.0 + (-b).exp()), b.tanh());
         let mut c = 0.0f32;
@@ -237,14 +298,28 @@ mod tests {
         use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
         let device = Device::flex();
         let mut rng = HostRng::new(3);
-        let conv = Conv { weight: rng.uniform([4, 3, 3], 1.0, &device), bias: rng.uniform([4], 1.0, &device) };
+        let conv = Conv {
+            weight: rng.uniform([4, 3, 3], 1.0, &device),
+            bias: rng.uniform([4], 1.0, &device),
+        };
         let x: Tensor<3> = rng.uniform([2, 7, 3], 1.0, &device).val();
         let ours = max_pool_time(conv.forward(x.clone()), 2).swap_dims(1, 2);
-        let reference = conv1d(x.swap_dims(1, 2), conv.weight.val(), Some(conv.bias.val()), ConvOptions::new([1], [1], [1], 1));
+        let reference = conv1d(
+            x.swap_dims(1, 2),
+            conv.weight.val(),
+            Some(conv.bias.val()),
+            ConvOptions::new([1], [1], [1], 1),
+        );
         let reference = max_pool1d(reference, MaxPoolOptions::new([2]));
         assert_eq!(ours.dims(), [2, 4, 3]);
-        let (ours, reference) = (ours.into_data().try_to_vec::<f32>().unwrap(), reference.into_data().try_to_vec::<f32>().unwrap());
-        assert!(ours.iter().zip(&reference).all(|(a, b)| (a - b).abs() < 1e-5), "{ours:?} vs {reference:?}");
+        let (ours, reference) = (
+            ours.into_data().try_to_vec::<f32>().unwrap(),
+            reference.into_data().try_to_vec::<f32>().unwrap(),
+        );
+        assert!(
+            ours.iter().zip(&reference).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{ours:?} vs {reference:?}"
+        );
     }
 
     #[test]
@@ -252,11 +327,26 @@ mod tests {
         // Only the embedding of token 0 is non-zero and the convolution sums its inputs: a
         // sequence of padding must give the same logit as the all-zero net.
         let device = Device::flex();
-        let config = IntentConfig { embedding_size: 1, conv_channels: 1, hidden: 1, kernel_size: 1, ..IntentConfig::default() };
+        let config = IntentConfig {
+            embedding_size: 1,
+            conv_channels: 1,
+            hidden: 1,
+            kernel_size: 1,
+            ..IntentConfig::default()
+        };
         let mut net = zero_net(&config, 3, &device);
-        net.embedding.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![5.0f32, 0.0, 0.0], [3, 1]), &device));
-        net.conv.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32], [1, 1, 1]), &device));
-        net.lstm.weight_ih_l0 = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32; 4], [4, 1]), &device));
+        net.embedding.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![5.0f32, 0.0, 0.0], [3, 1]),
+            &device,
+        ));
+        net.conv.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![1.0f32], [1, 1, 1]),
+            &device,
+        ));
+        net.lstm.weight_ih_l0 = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![1.0f32; 4], [4, 1]),
+            &device,
+        ));
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64; 4], [1, 4]), &device);
         let logit = net.forward(tokens, None).into_data().try_to_vec::<f32>().unwrap()[0];
         // All-zero gates: i = f = o = 1/2, g = 0, so c stays 0 and h = 0.

@@ -6,8 +6,8 @@
 
 use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
-use super::random::{HostRng, dropout};
-use crate::data::graph::{Graph, SparseFeatures};
+use crate::base::rng::{HostRng, dropout};
+use crate::base::sparse::SparseFeatures;
 
 /// A graph's structure and features on a device, ready for the layers.
 #[derive(Clone)]
@@ -38,7 +38,13 @@ impl NormalizedAdjacency {
     }
 
     /// As [`new`](Self::new), with one weight per edge (self-loops weigh 1).
-    pub fn weighted(num_nodes: usize, edges: &[(u32, u32)], weights: Option<&[f32]>, self_loops: bool, device: &Device) -> Self {
+    pub fn weighted(
+        num_nodes: usize,
+        edges: &[(u32, u32)],
+        weights: Option<&[f32]>,
+        self_loops: bool,
+        device: &Device,
+    ) -> Self {
         let loops = if self_loops { num_nodes } else { 0 };
         let mut weight: Vec<f32> = match weights {
             Some(w) => w.to_vec(),
@@ -95,13 +101,21 @@ pub enum NodeFeatures {
 impl NodeFeatures {
     /// Dense storage once more than a quarter of the entries are non-zero: there a
     /// coordinate list costs more memory and time than the matrix itself.
-    pub fn new(features: &SparseFeatures, num_nodes: usize, num_features: usize, device: &Device) -> Self {
+    pub fn new(
+        features: &SparseFeatures,
+        num_nodes: usize,
+        num_features: usize,
+        device: &Device,
+    ) -> Self {
         if features.values.len() * 4 > num_nodes * num_features {
             let mut dense = vec![0f32; num_nodes * num_features];
             for ((&r, &c), &v) in features.rows.iter().zip(&features.cols).zip(&features.values) {
                 dense[r as usize * num_features + c as usize] = v;
             }
-            NodeFeatures::Dense(Tensor::from_data(TensorData::new(dense, [num_nodes, num_features]), device))
+            NodeFeatures::Dense(Tensor::from_data(
+                TensorData::new(dense, [num_nodes, num_features]),
+                device,
+            ))
         } else {
             NodeFeatures::Sparse(SparseInput::new(features, device))
         }
@@ -119,11 +133,13 @@ pub struct SparseInput {
 }
 
 impl GraphTensors {
-    pub fn new(graph: &Graph, device: &Device) -> Self {
-        Self::from_parts(graph.num_nodes(), graph.num_features, &graph.edges, &graph.features, device)
-    }
-
-    pub fn from_parts(num_nodes: usize, num_features: usize, edges: &[(u32, u32)], features: &SparseFeatures, device: &Device) -> Self {
+    pub fn new(
+        num_nodes: usize,
+        num_features: usize,
+        edges: &[(u32, u32)],
+        features: &SparseFeatures,
+        device: &Device,
+    ) -> Self {
         Self {
             num_nodes,
             num_features,
@@ -164,7 +180,9 @@ impl<'a> LayerInput<'a> {
     /// non-zeros: the same distribution as dense dropout, at a fraction of the cost.
     pub fn features(features: &'a NodeFeatures, p: f64, rng: Option<&mut HostRng>) -> Self {
         match features {
-            NodeFeatures::Sparse(sparse) => LayerInput::Sparse(sparse, dropout(sparse.values.clone(), p, rng)),
+            NodeFeatures::Sparse(sparse) => {
+                LayerInput::Sparse(sparse, dropout(sparse.values.clone(), p, rng))
+            }
             NodeFeatures::Dense(dense) => LayerInput::Dense(dropout(dense.clone(), p, rng)),
         }
     }
@@ -185,7 +203,11 @@ fn int_tensor(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
 
 /// Sums `values[e]` into row `index[e]` of an `[num_nodes, ...]` result. The gradient
 /// flows back to every edge, as in PyG's `scatter(reduce="sum")`.
-pub fn scatter_add<const D: usize>(values: Tensor<D>, index: Tensor<1, Int>, num_nodes: usize) -> Tensor<D> {
+pub fn scatter_add<const D: usize>(
+    values: Tensor<D>,
+    index: Tensor<1, Int>,
+    num_nodes: usize,
+) -> Tensor<D> {
     let mut shape = values.dims();
     shape[0] = num_nodes;
     Tensor::zeros(shape, &values.device()).select_assign(0, index, values, IndexingUpdateOp::Add)
@@ -201,9 +223,12 @@ pub fn segment_softmax(scores: Tensor<2>, dst: Tensor<1, Int>, num_nodes: usize)
     let [_, heads] = scores.dims();
     let device = scores.device();
     let detached = scores.clone().detach();
-    let max = Tensor::<2>::full([num_nodes, heads], f32::MIN, &device)
-        .detach()
-        .select_assign(0, dst.clone(), detached, IndexingUpdateOp::Max);
+    let max = Tensor::<2>::full([num_nodes, heads], f32::MIN, &device).detach().select_assign(
+        0,
+        dst.clone(),
+        detached,
+        IndexingUpdateOp::Max,
+    );
     let shifted = scores - max.select(0, dst.clone());
     let exp = shifted.exp();
     let denominator = scatter_add(exp.clone(), dst.clone(), num_nodes);
@@ -230,7 +255,7 @@ pub(crate) mod tests {
     #[test]
     fn gcn_normalisation_matches_hand_computation() {
         let features = SparseFeatures { rows: vec![0], cols: vec![0], values: vec![1.0] };
-        let graph = GraphTensors::from_parts(4, 1, &toy_edges(), &features, &device());
+        let graph = GraphTensors::new(4, 1, &toy_edges(), &features, &device());
         // Degrees with self-loops: node0 2, node1 4, node2 3, node3 3.
         assert_eq!(graph.adjacency.num_edges(), 12);
         let norm = host(graph.adjacency.norm);
@@ -253,7 +278,11 @@ pub(crate) mod tests {
     fn sparse_matmul_equals_dense_product() {
         let device = device();
         // X = [[1, 0, 2], [0, 0, 0], [0, 3, 0]]
-        let features = SparseFeatures { rows: vec![0, 0, 2], cols: vec![0, 2, 1], values: vec![1.0, 2.0, 3.0] };
+        let features = SparseFeatures {
+            rows: vec![0, 0, 2],
+            cols: vec![0, 2, 1],
+            values: vec![1.0, 2.0, 3.0],
+        };
         let input = SparseInput::new(&features, &device);
         assert!(matches!(NodeFeatures::new(&features, 3, 3, &device), NodeFeatures::Dense(_)));
         let weight = Tensor::<2>::from_floats([[1.0, -1.0], [0.5, 2.0], [4.0, 0.0]], &device);

@@ -4,7 +4,6 @@ pub mod bert;
 pub mod gat;
 pub mod gcn;
 pub mod intent;
-pub mod recommender;
 pub mod message_passing;
-pub mod random;
+pub mod recommender;
 pub mod vgg;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::gat::GatConv;
 use super::gcn::GcnConv;
 use super::message_passing::{LayerInput, NormalizedAdjacency};
-use super::random::HostRng;
+use crate::base::rng::HostRng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,7 +53,13 @@ pub struct GraphRecommender {
 }
 
 impl GraphRecommender {
-    pub fn new(config: &RecommenderNetConfig, num_users: usize, num_items: usize, rng: &mut HostRng, device: &Device) -> Self {
+    pub fn new(
+        config: &RecommenderNetConfig,
+        num_users: usize,
+        num_items: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
         let rows = num_users + num_items;
         let d = config.embedding_size;
         let embedding = rng.normal_param([rows, d], config.init_std, device);
@@ -63,7 +69,11 @@ impl GraphRecommender {
             _ => Vec::new(),
         };
         let gat = match config.encoder {
-            Encoder::Gat => layers.map(|_| GatConv::new(d, d / config.heads, config.heads, true, 0.2, 0.0, rng, device)).collect(),
+            Encoder::Gat => layers
+                .map(|_| {
+                    GatConv::new(d, d / config.heads, config.heads, true, 0.2, 0.0, rng, device)
+                })
+                .collect(),
             _ => Vec::new(),
         };
         Self { embedding, gcn, gat, num_users, layers: config.layers }
@@ -72,7 +82,14 @@ impl GraphRecommender {
     /// The user-item graph over `users + items` nodes, each interaction used in both
     /// directions with its weight; with self-loops for the GCN and GAT encoders, without
     /// for LightGCN.
-    pub fn adjacency(encoder: Encoder, num_users: usize, num_items: usize, interactions: &[(u32, u32)], weights: &[f32], device: &Device) -> NormalizedAdjacency {
+    pub fn adjacency(
+        encoder: Encoder,
+        num_users: usize,
+        num_items: usize,
+        interactions: &[(u32, u32)],
+        weights: &[f32],
+        device: &Device,
+    ) -> NormalizedAdjacency {
         let offset = num_users as u32;
         let mut edges = Vec::with_capacity(interactions.len() * 2);
         let mut edge_weights = Vec::with_capacity(interactions.len() * 2);
@@ -80,7 +97,13 @@ impl GraphRecommender {
             edges.extend([(user, offset + item), (offset + item, user)]);
             edge_weights.extend([weight, weight]);
         }
-        NormalizedAdjacency::weighted(num_users + num_items, &edges, Some(&edge_weights), encoder != Encoder::Lightgcn, device)
+        NormalizedAdjacency::weighted(
+            num_users + num_items,
+            &edges,
+            Some(&edge_weights),
+            encoder != Encoder::Lightgcn,
+            device,
+        )
     }
 
     /// Final embeddings of every user and item: the mean over layers 0..=K.
@@ -109,7 +132,14 @@ mod tests {
     fn lightgcn_propagation_is_the_mean_of_normalised_layers() {
         let device = Device::flex();
         // One user (node 0) and two items (nodes 1, 2); the user interacted with both.
-        let adjacency = GraphRecommender::adjacency(Encoder::Lightgcn, 1, 2, &[(0, 0), (0, 1)], &[1.0, 1.0], &device);
+        let adjacency = GraphRecommender::adjacency(
+            Encoder::Lightgcn,
+            1,
+            2,
+            &[(0, 0), (0, 1)],
+            &[1.0, 1.0],
+            &device,
+        );
         let model = GraphRecommender {
             embedding: Param::from_tensor(Tensor::from_floats([[1.0], [2.0], [4.0]], &device)),
             gcn: Vec::new(),
@@ -131,9 +161,22 @@ mod tests {
     fn every_encoder_keeps_the_embedding_shape() {
         let device = Device::flex();
         for encoder in [Encoder::Lightgcn, Encoder::Gcn, Encoder::Gat] {
-            let config = RecommenderNetConfig { encoder, embedding_size: 8, layers: 2, heads: 2, init_std: 0.1 };
+            let config = RecommenderNetConfig {
+                encoder,
+                embedding_size: 8,
+                layers: 2,
+                heads: 2,
+                init_std: 0.1,
+            };
             let model = GraphRecommender::new(&config, 3, 4, &mut HostRng::new(0), &device);
-            let adjacency = GraphRecommender::adjacency(encoder, 3, 4, &[(0, 1), (1, 2), (2, 3)], &[1.0, 2.0, 1.0], &device);
+            let adjacency = GraphRecommender::adjacency(
+                encoder,
+                3,
+                4,
+                &[(0, 1), (1, 2), (2, 3)],
+                &[1.0, 2.0, 1.0],
+                &device,
+            );
             assert_eq!(model.propagate(&adjacency).dims(), [7, 8], "{encoder:?}");
             assert_eq!(model.gcn.len(), if encoder == Encoder::Gcn { 2 } else { 0 });
             assert_eq!(model.gat.len(), if encoder == Encoder::Gat { 2 } else { 0 });

@@ -27,8 +27,9 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::random::{HostRng, dropout, zeros_param};
-use crate::config::{check_fraction, check_positive};
+use crate::base::config::{check_fraction, check_positive};
+use crate::base::rng::{HostRng, dropout};
+use crate::base::tensor::zeros_param;
 
 /// One entry of `model.blocks`: a 3x3 convolution's output channels, or `"M"`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +67,6 @@ pub enum Preset {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VggConfig {
-    /// Always `"vgg"`; selects this family.
-    pub kind: String,
     pub preset: Preset,
     /// Convolution widths and `"M"` pools, e.g. `[64, 64, "M", 128, 128, "M"]`.
     pub blocks: Option<Vec<Block>>,
@@ -91,7 +90,6 @@ pub struct VggConfig {
 impl Default for VggConfig {
     fn default() -> Self {
         Self {
-            kind: "vgg".into(),
             preset: Preset::Reference,
             blocks: None,
             batch_norm: None,
@@ -124,11 +122,33 @@ impl VggConfig {
     pub fn spec(&self) -> VggSpec {
         let c = Block::Conv;
         let (blocks, batch_norm, head, input_size, embedding_size) = match self.preset {
-            Preset::Reference => (vec![c(64), c(64), POOL, c(128), c(128), POOL, c(256), c(256), POOL], true, Head::Pooled, 32, 128),
+            Preset::Reference => (
+                vec![c(64), c(64), POOL, c(128), c(128), POOL, c(256), c(256), POOL],
+                true,
+                Head::Pooled,
+                32,
+                128,
+            ),
             Preset::Vgg16 => (
                 vec![
-                    c(64), c(64), POOL, c(128), c(128), POOL, c(256), c(256), c(256), POOL,
-                    c(512), c(512), c(512), POOL, c(512), c(512), c(512), POOL,
+                    c(64),
+                    c(64),
+                    POOL,
+                    c(128),
+                    c(128),
+                    POOL,
+                    c(256),
+                    c(256),
+                    c(256),
+                    POOL,
+                    c(512),
+                    c(512),
+                    c(512),
+                    POOL,
+                    c(512),
+                    c(512),
+                    c(512),
+                    POOL,
                 ],
                 false,
                 Head::Torchvision,
@@ -162,7 +182,10 @@ impl VggConfig {
         check_fraction("model.dropout", spec.dropout)?;
         let pools = spec.blocks.iter().filter(|b| **b == POOL).count() as u32;
         if spec.input_size == 0 || spec.input_size >> pools == 0 {
-            bail!("model.input_size: {} pixels do not survive the {pools} 2x2 pools of model.blocks", spec.input_size);
+            bail!(
+                "model.input_size: {} pixels do not survive the {pools} 2x2 pools of model.blocks",
+                spec.input_size
+            );
         }
         Ok(spec)
     }
@@ -208,14 +231,28 @@ impl Vgg {
             bias: Some(zeros_param([d_out], device)),
         };
         let (embedding, classifier) = match spec.head {
-            Head::Pooled => (Some(linear(channels, spec.embedding_size)), vec![linear(spec.embedding_size, num_classes)]),
+            Head::Pooled => (
+                Some(linear(channels, spec.embedding_size)),
+                vec![linear(spec.embedding_size, num_classes)],
+            ),
             Head::Torchvision => {
                 let flat = channels * spec.pool_size * spec.pool_size;
                 let hidden = spec.embedding_size;
-                (None, vec![linear(flat, hidden), linear(hidden, hidden), linear(hidden, num_classes)])
+                (
+                    None,
+                    vec![linear(flat, hidden), linear(hidden, hidden), linear(hidden, num_classes)],
+                )
             }
         };
-        Self { features, norms, embedding, classifier, plan, pool_size: spec.pool_size, dropout: spec.dropout }
+        Self {
+            features,
+            norms,
+            embedding,
+            classifier,
+            plan,
+            pool_size: spec.pool_size,
+            dropout: spec.dropout,
+        }
     }
 
     /// The convolutional trunk: `[B, 3, H, W]` to `[B, C, h, w]`.
@@ -239,7 +276,11 @@ impl Vgg {
 
     /// The embedding (not normalised) and the class logits of a batch `[B, 3, H, W]`.
     /// `rng` is `Some` in training (dropout on, torchvision head only).
-    pub fn forward(&self, images: Tensor<4>, mut rng: Option<&mut HostRng>) -> (Tensor<2>, Tensor<2>) {
+    pub fn forward(
+        &self,
+        images: Tensor<4>,
+        mut rng: Option<&mut HostRng>,
+    ) -> (Tensor<2>, Tensor<2>) {
         let x = self.trunk(images);
         match &self.embedding {
             Some(embedding) => {
@@ -249,8 +290,11 @@ impl Vgg {
                 (embedded, logits)
             }
             None => {
-                let x: Tensor<2> = burn::tensor::module::adaptive_avg_pool2d(x, [self.pool_size, self.pool_size]).flatten(1, 3);
-                let x = dropout(relu(self.classifier[0].forward(x)), self.dropout, rng.as_deref_mut());
+                let x: Tensor<2> =
+                    burn::tensor::module::adaptive_avg_pool2d(x, [self.pool_size, self.pool_size])
+                        .flatten(1, 3);
+                let x =
+                    dropout(relu(self.classifier[0].forward(x)), self.dropout, rng.as_deref_mut());
                 let hidden = relu(self.classifier[1].forward(x));
                 let logits = self.classifier[2].forward(dropout(hidden.clone(), self.dropout, rng));
                 (hidden, logits)
@@ -293,7 +337,8 @@ pub fn load_torchvision(net: Vgg, path: &Path) -> Result<Pretrained> {
     if !path.is_file() {
         bail!("{}: no such pretrained weights file", path.display());
     }
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let extension =
+        path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     match extension.as_str() {
         "safetensors" => {
             let store = SafetensorsStore::from_file(path)
@@ -314,12 +359,21 @@ pub fn load_torchvision(net: Vgg, path: &Path) -> Result<Pretrained> {
     }
 }
 
-fn apply(mut net: Vgg, mut store: impl burn::store::ModuleStore, path: &Path) -> Result<Pretrained> {
-    let result = net.load_from(&mut store).map_err(|err| anyhow!("{}: cannot load weights: {err}", path.display()))?;
+fn apply(
+    mut net: Vgg,
+    mut store: impl burn::store::ModuleStore,
+    path: &Path,
+) -> Result<Pretrained> {
+    let result = net
+        .load_from(&mut store)
+        .map_err(|err| anyhow!("{}: cannot load weights: {err}", path.display()))?;
     let mut kept: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).collect();
     kept.extend(result.errors.iter().map(|err| err.to_string()));
     if result.applied.is_empty() {
-        bail!("{}: no tensor fits this net (expected torchvision names such as features.0.weight)", path.display());
+        bail!(
+            "{}: no tensor fits this net (expected torchvision names such as features.0.weight)",
+            path.display()
+        );
     }
     Ok(Pretrained { net, loaded: result.applied.len(), kept })
 }
@@ -344,7 +398,7 @@ mod tests {
 
     #[test]
     fn blocks_read_numbers_and_pool_marks() {
-        let text = "kind = \"vgg\"\nblocks = [8, \"M\", 16]\n";
+        let text = "blocks = [8, \"M\", 16]\n";
         let config: VggConfig = toml::from_str(text).unwrap();
         assert_eq!(config.spec().blocks, vec![Block::Conv(8), POOL, Block::Conv(16)]);
         assert!(toml::from_str::<VggConfig>("blocks = [8, \"X\"]").is_err());
@@ -353,17 +407,31 @@ mod tests {
     #[test]
     fn presets_fill_unset_keys() {
         let spec = VggConfig::default().spec();
-        assert_eq!((spec.input_size, spec.embedding_size, spec.head, spec.batch_norm), (32, 128, Head::Pooled, true));
-        let vgg16 = VggConfig { preset: Preset::Vgg16, embedding_size: Some(64), ..VggConfig::default() }.spec();
+        assert_eq!(
+            (spec.input_size, spec.embedding_size, spec.head, spec.batch_norm),
+            (32, 128, Head::Pooled, true)
+        );
+        let vgg16 =
+            VggConfig { preset: Preset::Vgg16, embedding_size: Some(64), ..VggConfig::default() }
+                .spec();
         assert_eq!(vgg16.blocks.iter().filter(|b| matches!(b, Block::Conv(_))).count(), 13);
-        assert_eq!((vgg16.embedding_size, vgg16.head, vgg16.batch_norm), (64, Head::Torchvision, false));
+        assert_eq!(
+            (vgg16.embedding_size, vgg16.head, vgg16.batch_norm),
+            (64, Head::Torchvision, false)
+        );
     }
 
     #[test]
     fn validation_names_the_key() {
-        let err = VggConfig { input_size: Some(4), ..VggConfig::default() }.validate().unwrap_err().to_string();
+        let err = VggConfig { input_size: Some(4), ..VggConfig::default() }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("model.input_size:"), "{err}");
-        let err = VggConfig { blocks: Some(vec![POOL]), ..VggConfig::default() }.validate().unwrap_err().to_string();
+        let err = VggConfig { blocks: Some(vec![POOL]), ..VggConfig::default() }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("model.blocks:"), "{err}");
     }
 
@@ -372,7 +440,8 @@ mod tests {
         let device = Device::flex();
         for (head, width) in [(Head::Pooled, 5), (Head::Torchvision, 5)] {
             let net = Vgg::new(&tiny_spec(head), 3, &mut HostRng::new(1), &device);
-            let (embedding, logits) = net.valid().forward(Tensor::ones([2, 3, 8, 8], &device), None);
+            let (embedding, logits) =
+                net.valid().forward(Tensor::ones([2, 3, 8, 8], &device), None);
             assert_eq!(embedding.dims(), [2, width]);
             assert_eq!(logits.dims(), [2, 3]);
             assert_eq!(net.num_classes(), 3);
@@ -384,11 +453,22 @@ mod tests {
         // With one 1x1-input conv whose output is ReLU(x * w + b) and no norm, the
         // embedding is Linear(mean over pixels) of it: check on a 2x2 image by hand.
         let device = Device::flex();
-        let spec = VggSpec { blocks: vec![Block::Conv(1)], batch_norm: false, head: Head::Pooled, input_size: 2, embedding_size: 1, pool_size: 1, dropout: 0.0 };
+        let spec = VggSpec {
+            blocks: vec![Block::Conv(1)],
+            batch_norm: false,
+            head: Head::Pooled,
+            input_size: 2,
+            embedding_size: 1,
+            pool_size: 1,
+            dropout: 0.0,
+        };
         let mut net = Vgg::new(&spec, 1, &mut HostRng::new(0), &device);
         let mut kernel = vec![0.0f32; 27];
         kernel[4] = 2.0; // centre tap of input channel 0
-        net.features[0].weight = Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(kernel, [1, 3, 3, 3]), &device));
+        net.features[0].weight = Param::from_tensor(Tensor::from_data(
+            burn::tensor::TensorData::new(kernel, [1, 3, 3, 3]),
+            &device,
+        ));
         net.features[0].bias = Some(Param::from_tensor(Tensor::from_floats([-1.0], &device)));
         let embedding = net.embedding.as_mut().unwrap();
         embedding.weight = Param::from_tensor(Tensor::from_floats([[3.0]], &device));

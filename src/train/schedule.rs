@@ -3,7 +3,7 @@
 //! Being stateless is what makes `--resume` exact without saving a scheduler: the rate
 //! at step `s` is the same whether the run was interrupted or not.
 
-use crate::config::{Schedule, TrainConfig};
+use crate::base::config::{Schedule, TrainConfig};
 
 pub struct LrSchedule {
     base: f64,
@@ -24,7 +24,7 @@ impl LrSchedule {
             schedule: config.schedule,
             warmup_steps: config.warmup_steps,
             steps_per_epoch,
-            total_steps: (config.epochs * steps_per_epoch).max(1),
+            total_steps: config.epochs.saturating_mul(steps_per_epoch).max(1),
             step_epochs: config.step_epochs.max(1),
             gamma: config.gamma,
             min_lr: config.min_lr,
@@ -45,7 +45,10 @@ impl LrSchedule {
             Schedule::Cosine => {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
                 let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
-                self.min_lr + 0.5 * (self.base - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+                self.min_lr
+                    + 0.5
+                        * (self.base - self.min_lr)
+                        * (1.0 + (std::f64::consts::PI * progress).cos())
             }
         }
     }
@@ -56,7 +59,16 @@ mod tests {
     use super::*;
 
     fn config(schedule: Schedule, warmup_steps: usize) -> TrainConfig {
-        TrainConfig { lr: 0.1, epochs: 10, schedule, warmup_steps, step_epochs: 3, gamma: 0.5, min_lr: 0.0, ..TrainConfig::default() }
+        TrainConfig {
+            lr: 0.1,
+            epochs: 10,
+            schedule,
+            warmup_steps,
+            step_epochs: 3,
+            gamma: 0.5,
+            min_lr: 0.0,
+            ..TrainConfig::default()
+        }
     }
 
     #[test]

@@ -47,12 +47,16 @@ pub fn train(dir: &Path, args: &[&str]) -> PathBuf {
 }
 
 pub fn run_dir_from(stdout: &str) -> PathBuf {
-    let line = stdout.lines().find(|l| l.starts_with("run ")).unwrap_or_else(|| panic!("no run line in {stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("run "))
+        .unwrap_or_else(|| panic!("no run line in {stdout}"));
     PathBuf::from(line.split_whitespace().nth(1).unwrap())
 }
 
 pub fn report_metric(run: &Path, name: &str) -> f64 {
-    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     report["metrics"][name].as_f64().unwrap_or_else(|| panic!("{name} missing in {report}"))
 }
 
@@ -69,9 +73,16 @@ pub fn assert_user_error(output: &Output, needle: &str) {
 /// Whether a wgpu device works here (lavapipe in CI). Without one a wgpu test skips,
 /// unless `SHOPNET_REQUIRE_WGPU` is set (as in CI), which makes that a failure.
 pub fn wgpu_usable(dir: &Path) -> bool {
-    let probe = shopnet(&["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"], dir);
+    let probe = shopnet(
+        &["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"],
+        dir,
+    );
     if !probe.status.success() {
-        assert!(std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(), "wgpu required but unusable: {}", stderr(&probe));
+        assert!(
+            std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(),
+            "wgpu required but unusable: {}",
+            stderr(&probe)
+        );
         eprintln!("skipping: no wgpu adapter ({})", stderr(&probe).trim());
     }
     probe.status.success()

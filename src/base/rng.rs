@@ -29,7 +29,11 @@ impl HostRng {
     }
 
     /// `items` shuffled and cut into mini-batches of `batch_size` (the last may be smaller).
-    pub fn shuffled_batches<T: Clone>(&mut self, mut items: Vec<T>, batch_size: usize) -> Vec<Vec<T>> {
+    pub fn shuffled_batches<T: Clone>(
+        &mut self,
+        mut items: Vec<T>,
+        batch_size: usize,
+    ) -> Vec<Vec<T>> {
         items.shuffle(&mut self.0);
         items.chunks(batch_size).map(<[T]>::to_vec).collect()
     }
@@ -42,13 +46,24 @@ impl HostRng {
     }
 
     /// Glorot (Xavier) uniform, the initialiser of the GCN and GAT papers.
-    pub fn glorot<const D: usize>(&mut self, shape: [usize; D], fan_in: usize, fan_out: usize, device: &Device) -> Param<Tensor<D>> {
+    pub fn glorot<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        fan_in: usize,
+        fan_out: usize,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
         self.uniform(shape, (6.0 / (fan_in + fan_out) as f64).sqrt(), device)
     }
 
     /// Uniform on `[-bound, bound)`: PyTorch's default for linear, convolution and LSTM
     /// weights, with `bound = 1 / sqrt(fan_in)`.
-    pub fn uniform<const D: usize>(&mut self, shape: [usize; D], bound: f64, device: &Device) -> Param<Tensor<D>> {
+    pub fn uniform<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        bound: f64,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
         let bound = bound as f32;
         let len = shape.iter().product();
         let values: Vec<f32> = (0..len).map(|_| self.0.random_range(-bound..bound)).collect();
@@ -64,15 +79,16 @@ impl HostRng {
 
     /// A tensor of normal draws with standard deviation `std`: PyTorch's default for
     /// embedding tables is `std = 1`.
-    pub fn normal_param<const D: usize>(&mut self, shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
+    pub fn normal_param<const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        std: f64,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
         let len = shape.iter().product();
         let values: Vec<f32> = (0..len).map(|_| self.normal() * std as f32).collect();
         Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
     }
-}
-
-pub fn zeros_param<const D: usize>(shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::zeros(shape, device))
 }
 
 /// Applies inverted dropout with a host-drawn mask; the identity outside training.
@@ -102,10 +118,20 @@ mod tests {
 
     #[test]
     fn normal_has_requested_moments() {
-        let values = HostRng::new(3).normal_param([50_000], 0.5, &Device::flex()).val().into_data().try_to_vec::<f32>().unwrap();
+        let values = HostRng::new(3)
+            .normal_param([50_000], 0.5, &Device::flex())
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len() as f64;
-        let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / values.len() as f64;
-        assert!(mean.abs() < 0.01 && (var.sqrt() - 0.5).abs() < 0.01, "mean {mean} std {}", var.sqrt());
+        let var =
+            values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / values.len() as f64;
+        assert!(
+            mean.abs() < 0.01 && (var.sqrt() - 0.5).abs() < 0.01,
+            "mean {mean} std {}",
+            var.sqrt()
+        );
     }
 
     #[test]

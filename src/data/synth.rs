@@ -19,16 +19,16 @@
 //! purchase, which is the margin a sequence model can win. The generator prints the
 //! ROC-AUC of the planted probabilities (the best any model can do) and of the cart count.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::base::files::PendingFile;
+use crate::base::metrics;
 use crate::data::events::Behavior;
-use crate::metrics;
 
 /// 2017-11-24 16:00:00 UTC: the first day of the Taobao log in Beijing time.
 pub const START: i64 = 1_511_539_200;
@@ -56,24 +56,31 @@ pub fn write_events(users: usize, seed: u64, out: &Path) -> Result<SynthSummary>
     if users == 0 {
         bail!("--users: must be at least 1");
     }
-    let file = File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let (mut probabilities, mut labels, mut carts) = (Vec::with_capacity(users), Vec::with_capacity(users), Vec::with_capacity(users));
+    let mut writer = PendingFile::create(out)?;
+    let (mut probabilities, mut labels, mut carts) =
+        (Vec::with_capacity(users), Vec::with_capacity(users), Vec::with_capacity(users));
     let mut events = 0u64;
     for user in 1..=users as u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ user);
         let generated = User::generate(&mut rng);
         for event in &generated.events {
-            let item = event.category * ITEMS_PER_CATEGORY + rng.random_range(0..ITEMS_PER_CATEGORY) + 1;
-            writeln!(writer, "{user},{item},{},{},{}", event.category, event.behavior.name(), event.timestamp)
-                .with_context(|| format!("{}: cannot write", out.display()))?;
+            let item =
+                event.category * ITEMS_PER_CATEGORY + rng.random_range(0..ITEMS_PER_CATEGORY) + 1;
+            writeln!(
+                writer,
+                "{user},{item},{},{},{}",
+                event.category,
+                event.behavior.name(),
+                event.timestamp
+            )
+            .with_context(|| format!("{}: cannot write", out.display()))?;
         }
         events += generated.events.len() as u64;
         probabilities.push(generated.probability as f32);
         labels.push(generated.bought);
         carts.push(generated.carts as f32);
     }
-    writer.flush().with_context(|| format!("{}: cannot write", out.display()))?;
+    writer.commit()?;
     Ok(SynthSummary {
         users,
         events,
@@ -99,15 +106,22 @@ struct User {
 impl User {
     fn generate(rng: &mut ChaCha8Rng) -> Self {
         // Popular categories are drawn more often (density falling with the id).
-        let popular = |rng: &mut ChaCha8Rng| (CATEGORIES as f64 * rng.random::<f64>().powi(2)) as u64;
+        let popular =
+            |rng: &mut ChaCha8Rng| (CATEGORIES as f64 * rng.random::<f64>().powi(2)) as u64;
         let favourites: Vec<u64> = (0..3).map(|_| popular(rng)).collect();
-        let count = (5 + (-(1.0 - rng.random::<f64>()).ln() * MEAN_EVENTS) as usize).min(MAX_EVENTS);
-        let mut times: Vec<i64> = (0..count).map(|_| START + rng.random_range(0..HISTORY_DAYS * DAY)).collect();
+        let count =
+            (5 + (-(1.0 - rng.random::<f64>()).ln() * MEAN_EVENTS) as usize).min(MAX_EVENTS);
+        let mut times: Vec<i64> =
+            (0..count).map(|_| START + rng.random_range(0..HISTORY_DAYS * DAY)).collect();
         times.sort_unstable();
         let mut events: Vec<SynthEvent> = times
             .into_iter()
             .map(|timestamp| {
-                let category = if rng.random_bool(0.7) { favourites[rng.random_range(0..favourites.len())] } else { popular(rng) };
+                let category = if rng.random_bool(0.7) {
+                    favourites[rng.random_range(0..favourites.len())]
+                } else {
+                    popular(rng)
+                };
                 let draw: f64 = rng.random();
                 let behavior = match draw {
                     d if d < 0.04 => Behavior::Fav,
@@ -122,9 +136,17 @@ impl User {
         let probability = planted_probability(&events);
         let bought = rng.random_bool(probability);
         let carts = events.iter().filter(|e| e.behavior == Behavior::Cart).count();
-        let last_cart = events.iter().rev().find(|e| e.behavior == Behavior::Cart).map(|e| e.category);
-        let window_events = if bought { rng.random_range(1..=4) } else if rng.random_bool(0.6) { rng.random_range(1..=5) } else { 0 };
-        let mut window_times: Vec<i64> = (0..window_events).map(|_| CUT + rng.random_range(0..DAY)).collect();
+        let last_cart =
+            events.iter().rev().find(|e| e.behavior == Behavior::Cart).map(|e| e.category);
+        let window_events = if bought {
+            rng.random_range(1..=4)
+        } else if rng.random_bool(0.6) {
+            rng.random_range(1..=5)
+        } else {
+            0
+        };
+        let mut window_times: Vec<i64> =
+            (0..window_events).map(|_| CUT + rng.random_range(0..DAY)).collect();
         window_times.sort_unstable();
         for (i, timestamp) in window_times.iter().copied().enumerate() {
             let buys_now = bought && i + 1 == window_events;
@@ -132,7 +154,11 @@ impl User {
                 (true, Some(category)) => category,
                 _ => favourites[rng.random_range(0..favourites.len())],
             };
-            events.push(SynthEvent { category, behavior: if buys_now { Behavior::Buy } else { Behavior::Pv }, timestamp });
+            events.push(SynthEvent {
+                category,
+                behavior: if buys_now { Behavior::Buy } else { Behavior::Pv },
+                timestamp,
+            });
         }
         Self { events, probability, bought, carts }
     }
@@ -140,7 +166,11 @@ impl User {
 
 /// The planted probability of buying after the cut, from the history (module docs).
 fn planted_probability(history: &[SynthEvent]) -> f64 {
-    let last_buy = history.iter().rev().find(|e| e.behavior == Behavior::Buy).map_or(i64::MIN, |e| e.timestamp);
+    let last_buy = history
+        .iter()
+        .rev()
+        .find(|e| e.behavior == Behavior::Buy)
+        .map_or(i64::MIN, |e| e.timestamp);
     let mut log_odds = -4.5;
     for event in history.iter().filter(|e| e.timestamp > last_buy) {
         let weight = match event.behavior {
@@ -183,7 +213,8 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let buyer_share = summary.buyers as f64 / summary.users as f64;
         assert!((0.1..0.3).contains(&buyer_share), "{buyer_share}");
-        let (oracle, carts) = (summary.oracle_roc_auc.unwrap(), summary.cart_count_roc_auc.unwrap());
+        let (oracle, carts) =
+            (summary.oracle_roc_auc.unwrap(), summary.cart_count_roc_auc.unwrap());
         assert!(oracle > carts + 0.05, "oracle {oracle}, cart count {carts}");
     }
 }

@@ -9,15 +9,17 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
-use crate::metrics;
+use super::scores::CsvOutput;
+use super::weights::SafetensorsHeader;
+use crate::base::metrics;
+use crate::base::tensor::to_host;
 
 const TENSOR: &str = "embeddings";
 pub const META_KIND: &str = "shopnet.kind";
@@ -32,21 +34,6 @@ const QUERY_BATCH: usize = 256;
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
-}
-
-/// The sha256 of a weights file: what ties an index to the model that made it.
-pub fn fingerprint(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open weights", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).with_context(|| format!("{}: cannot read weights", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The ids file beside an index: `catalog.safetensors` -> `catalog.ids.csv`.
@@ -68,10 +55,19 @@ pub struct IndexWriter {
 }
 
 impl IndexWriter {
-    pub fn create(path: &Path, rows: usize, dim: usize, metadata: &[(&str, String)]) -> Result<Self> {
+    pub fn create(
+        path: &Path,
+        rows: usize,
+        dim: usize,
+        metadata: &[(&str, String)],
+    ) -> Result<Self> {
         let ids_final = ids_path(path);
-        let mut meta: serde_json::Map<String, serde_json::Value> = metadata.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
-        meta.insert(META_IDS.into(), ids_final.file_name().and_then(|n| n.to_str()).unwrap_or_default().into());
+        let mut meta: serde_json::Map<String, serde_json::Value> =
+            metadata.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
+        meta.insert(
+            META_IDS.into(),
+            ids_final.file_name().and_then(|n| n.to_str()).unwrap_or_default().into(),
+        );
         let header = serde_json::json!({
             TENSOR: { "dtype": "F32", "shape": [rows, dim], "data_offsets": [0, rows * dim * 4] },
             "__metadata__": meta,
@@ -92,7 +88,8 @@ impl IndexWriter {
         data.write_all(&(header.len() as u64).to_le_bytes())?;
         data.write_all(&header)?;
         let ids_tmp = ids_final.with_extension("csv.tmp");
-        let ids_file = File::create(&ids_tmp).with_context(|| format!("{}: cannot create", ids_final.display()))?;
+        let ids_file = File::create(&ids_tmp)
+            .with_context(|| format!("{}: cannot create", ids_final.display()))?;
         let mut ids = csv::Writer::from_writer(BufWriter::new(ids_file));
         ids.write_record(["row", "id", "label"])?;
         Ok(Self { path: path.to_path_buf(), tmp, data, ids, ids_tmp, rows, dim, written: 0 })
@@ -115,14 +112,19 @@ impl IndexWriter {
     pub fn finish(mut self) -> Result<usize> {
         self.data.flush()?;
         self.ids.flush()?;
-        let mut file = self.data.into_inner().map_err(|err| anyhow!("{}: cannot write: {err}", self.path.display()))?;
+        let mut file = self
+            .data
+            .into_inner()
+            .map_err(|err| anyhow!("{}: cannot write: {err}", self.path.display()))?;
         if self.written != self.rows {
             rewrite_row_count(&mut file, self.written, self.dim)?;
         }
         file.sync_all()?;
-        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("{}: cannot write", self.path.display()))?;
+        std::fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
         let ids_final = ids_path(&self.path);
-        std::fs::rename(&self.ids_tmp, &ids_final).with_context(|| format!("{}: cannot write", ids_final.display()))?;
+        std::fs::rename(&self.ids_tmp, &ids_final)
+            .with_context(|| format!("{}: cannot write", ids_final.display()))?;
         Ok(self.written)
     }
 }
@@ -130,12 +132,9 @@ impl IndexWriter {
 /// Rewrites the header for `rows` rows in place; the data that follows is truncated to them.
 fn rewrite_row_count(file: &mut File, rows: usize, dim: usize) -> Result<()> {
     file.seek(SeekFrom::Start(0))?;
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len)?;
-    let header_len = u64::from_le_bytes(len) as usize;
-    let mut header = vec![0u8; header_len];
-    file.read_exact(&mut header)?;
-    let mut json: serde_json::Value = serde_json::from_slice(&header)?;
+    let header = SafetensorsHeader::read(file)?;
+    let header_len = header.len as usize;
+    let mut json = header.json;
     json[TENSOR]["shape"] = serde_json::json!([rows, dim]);
     json[TENSOR]["data_offsets"] = serde_json::json!([0, rows * dim * 4]);
     let mut new_header = serde_json::to_vec(&json)?;
@@ -164,24 +163,31 @@ impl EmbeddingIndex {
     pub fn load(path: &Path) -> Result<Self> {
         let name = path.display();
         let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read index"))?;
-        let bad = |why: &str| anyhow!("{name}: not a shopnet embedding index ({why}); make one with shopnet embed");
-        if bytes.len() < 8 {
-            return Err(bad("too short"));
-        }
-        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
-        let header: serde_json::Value = bytes.get(8..8 + header_len).and_then(|h| serde_json::from_slice(h).ok()).ok_or_else(|| bad("bad header"))?;
-        let tensor = header.get(TENSOR).ok_or_else(|| bad("no embeddings tensor"))?;
+        let bad = |why: &str| {
+            anyhow!("{name}: not a shopnet embedding index ({why}); make one with shopnet embed")
+        };
+        let header =
+            SafetensorsHeader::read(&mut bytes.as_slice()).map_err(|err| bad(&err.to_string()))?;
+        let tensor = header.json.get(TENSOR).ok_or_else(|| bad("no embeddings tensor"))?;
         if tensor["dtype"] != "F32" {
             return Err(bad("embeddings are not F32"));
         }
-        let shape: Vec<usize> = serde_json::from_value(tensor["shape"].clone()).map_err(|_| bad("bad shape"))?;
+        let shape: Vec<usize> =
+            serde_json::from_value(tensor["shape"].clone()).map_err(|_| bad("bad shape"))?;
         let [rows, dim] = shape[..] else { return Err(bad("embeddings are not a matrix")) };
-        let start = 8 + header_len;
-        let data = bytes.get(start..start + rows * dim * 4).ok_or_else(|| bad("truncated data"))?;
-        let values: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-        let metadata: HashMap<String, String> = header.get("__metadata__").and_then(|m| serde_json::from_value(m.clone()).ok()).unwrap_or_default();
+        let start = header.data_start() as usize;
+        let end =
+            rows.checked_mul(dim).and_then(|n| n.checked_mul(4)).and_then(|n| n.checked_add(start));
+        let data =
+            end.and_then(|end| bytes.get(start..end)).ok_or_else(|| bad("truncated data"))?;
+        let values: Vec<f32> = data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        let metadata = header.metadata();
         let ids_file = ids_path(path);
-        let mut reader = csv::Reader::from_path(&ids_file).with_context(|| format!("{}: cannot open the index's ids", ids_file.display()))?;
+        let mut reader = csv::Reader::from_path(&ids_file)
+            .with_context(|| format!("{}: cannot open the index's ids", ids_file.display()))?;
         let mut ids = Vec::with_capacity(rows);
         let mut labels = Vec::with_capacity(rows);
         for record in reader.records() {
@@ -208,19 +214,29 @@ impl EmbeddingIndex {
 /// The `k` most cosine-similar index rows of each query, best first, as `(row, score)`.
 /// `index` holds normalised rows `[N, D]`; `queries` is `[Q, D]` row-major (normalised
 /// here); `exclude[q]` is a row query `q` may not return (itself, when it is in the index).
-pub fn search(index: &Tensor<2>, queries: &[f32], exclude: Option<&[usize]>, k: usize) -> Vec<Vec<(u32, f32)>> {
+pub fn search(
+    index: &Tensor<2>,
+    queries: &[f32],
+    exclude: Option<&[usize]>,
+    k: usize,
+) -> Result<Vec<Vec<(u32, f32)>>> {
     let [rows, dim] = index.dims();
     let device = index.device();
     let index_t = index.clone().transpose();
     let count = queries.len() / dim.max(1);
     if rows == 0 {
-        return vec![Vec::new(); count];
+        return Ok(vec![Vec::new(); count]);
     }
     let mut out = Vec::with_capacity(count);
     for start in (0..count).step_by(QUERY_BATCH) {
         let end = (start + QUERY_BATCH).min(count);
-        let batch = Tensor::<2>::from_data(TensorData::new(queries[start * dim..end * dim].to_vec(), [end - start, dim]), &device);
-        let mut scores = l2_normalize(batch).matmul(index_t.clone()).into_data().try_to_vec::<f32>().expect("f32 scores");
+        let batch = Tensor::<2>::from_data(
+            TensorData::new(queries[start * dim..end * dim].to_vec(), [end - start, dim]),
+            &device,
+        );
+        let Ok(mut scores) = to_host(l2_normalize(batch).matmul(index_t.clone())) else {
+            return Err(anyhow!("reading search scores back from the device"));
+        };
         let tops: Vec<Vec<(u32, f32)>> = scores
             .par_chunks_mut(rows)
             .enumerate()
@@ -233,19 +249,69 @@ pub fn search(index: &Tensor<2>, queries: &[f32], exclude: Option<&[usize]>, k: 
             .collect();
         out.extend(tops);
     }
-    out
+    Ok(out)
+}
+
+/// Writes `query,rank,id,label,score` for each query's neighbours (from [`search`]) to
+/// `output`, or to stdout without one; returns the row count.
+pub fn write_neighbours(
+    index: &EmbeddingIndex,
+    queries: &[String],
+    neighbours: &[Vec<(u32, f32)>],
+    output: Option<&Path>,
+) -> Result<usize> {
+    let header = ["query", "rank", "id", "label", "score"];
+    let rows = queries.iter().zip(neighbours).flat_map(|(query, found)| {
+        found.iter().enumerate().map(move |(rank, &(row, score))| {
+            let row = row as usize;
+            [
+                query.clone(),
+                (rank + 1).to_string(),
+                index.ids[row].clone(),
+                index.labels[row].clone(),
+                format!("{score:.6}"),
+            ]
+        })
+    });
+    match output {
+        Some(path) => {
+            let mut out = CsvOutput::create(path, &header)?;
+            for row in rows {
+                out.row(&row)?;
+            }
+            out.finish()
+        }
+        None => {
+            let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+            out.write_record(header)?;
+            let mut written = 0;
+            for row in rows {
+                out.write_record(&row)?;
+                written += 1;
+            }
+            out.flush()?;
+            Ok(written)
+        }
+    }
 }
 
 /// Recall@K for retrieval: the fraction of queries whose K nearest neighbours hold at
 /// least one item of the query's class.
-pub fn recall_at_k(neighbours: &[Vec<(u32, f32)>], query_labels: &[u32], index_labels: &[u32], k: usize) -> f64 {
+pub fn recall_at_k(
+    neighbours: &[Vec<(u32, f32)>],
+    query_labels: &[u32],
+    index_labels: &[u32],
+    k: usize,
+) -> f64 {
     if neighbours.is_empty() {
         return 0.0;
     }
     let hits = neighbours
         .iter()
         .zip(query_labels)
-        .filter(|(found, label)| found.iter().take(k).any(|&(row, _)| index_labels[row as usize] == **label))
+        .filter(|(found, label)| {
+            found.iter().take(k).any(|&(row, _)| index_labels[row as usize] == **label)
+        })
         .count();
     hits as f64 / neighbours.len() as f64
 }
@@ -260,17 +326,18 @@ mod tests {
         let rows = vec![1.0, 0.0, 0.6, 0.8, 0.0, 1.0, -1.0, 0.0];
         let index = l2_normalize(Tensor::from_data(TensorData::new(rows.clone(), [4, 2]), &device));
         // Query (2, 0) is row 0's direction: cosines 1, 0.6, 0, -1.
-        let found = search(&index, &[2.0, 0.0], None, 3);
+        let found = search(&index, &[2.0, 0.0], None, 3).unwrap();
         assert_eq!(found[0].iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert!((found[0][1].1 - 0.6).abs() < 1e-6);
         // Row 1 as its own query, excluded: row 2 (0.8) then row 0 (0.6).
-        let found = search(&index, &rows[2..4], Some(&[1]), 2);
+        let found = search(&index, &rows[2..4], Some(&[1]), 2).unwrap();
         assert_eq!(found[0].iter().map(|r| r.0).collect::<Vec<_>>(), vec![2, 0]);
     }
 
     #[test]
     fn recall_counts_queries_with_a_same_class_neighbour() {
-        let neighbours = vec![vec![(1, 0.9), (2, 0.8)], vec![(0, 0.9), (2, 0.5)], vec![(1, 0.7), (0, 0.1)]];
+        let neighbours =
+            vec![vec![(1, 0.9), (2, 0.8)], vec![(0, 0.9), (2, 0.5)], vec![(1, 0.7), (0, 0.1)]];
         let labels = [0, 1, 0];
         // Query 0 (class 0): rank 2 hits; query 1 (class 1): none; query 2 (class 0): rank 2.
         assert_eq!(recall_at_k(&neighbours, &labels, &labels, 1), 0.0);

@@ -73,10 +73,18 @@ pub fn macro_f1(predicted: &[u32], labels: &[u32], num_classes: usize) -> f64 {
     if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 }
 }
 
+/// The names [`classification`] reports.
+pub const CLASSIFICATION: [&str; 3] = ["loss", "accuracy", "macro_f1"];
+
 /// Cross-entropy (`loss`), `accuracy` and `macro_f1` of class probabilities,
 /// `[labels.len(), classes]` row-major, against the true labels.
 pub fn classification(probabilities: &[f32], labels: &[u32], classes: usize) -> Metrics {
-    let loss = labels.iter().enumerate().map(|(i, &l)| -(probabilities[i * classes + l as usize].max(1e-12) as f64).ln()).sum::<f64>() / labels.len() as f64;
+    let loss = labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| -(probabilities[i * classes + l as usize].max(1e-12) as f64).ln())
+        .sum::<f64>()
+        / labels.len() as f64;
     let predicted = argmax_rows(probabilities, classes);
     let mut out = Metrics::default();
     out.push("loss", loss);
@@ -104,8 +112,10 @@ pub fn argmax_rows(values: &[f32], classes: usize) -> Vec<u32> {
 /// Indices of the `k` largest scores, best first; ties go to the lower index. Entries
 /// equal to `f32::NEG_INFINITY` (masked) are never returned.
 pub fn top_k(scores: &[f32], k: usize) -> Vec<u32> {
-    let mut candidates: Vec<u32> = (0..scores.len() as u32).filter(|&i| scores[i as usize] != f32::NEG_INFINITY).collect();
-    let order = |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
+    let mut candidates: Vec<u32> =
+        (0..scores.len() as u32).filter(|&i| scores[i as usize] != f32::NEG_INFINITY).collect();
+    let order =
+        |a: &u32, b: &u32| scores[*b as usize].total_cmp(&scores[*a as usize]).then(a.cmp(b));
     if candidates.len() > k {
         candidates.select_nth_unstable_by(k, order);
         candidates.truncate(k);
@@ -155,7 +165,8 @@ pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
             end += 1;
         }
         let average_rank = (start + end) as f64 / 2.0 + 1.0;
-        positive_rank_sum += average_rank * order[start..=end].iter().filter(|&&i| labels[i]).count() as f64;
+        positive_rank_sum +=
+            average_rank * order[start..=end].iter().filter(|&&i| labels[i]).count() as f64;
         start = end + 1;
     }
     let (p, n) = (positives as f64, negatives as f64);
@@ -209,7 +220,8 @@ pub fn binary_accuracy(probabilities: &[f32], labels: &[bool]) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }
-    probabilities.iter().zip(labels).filter(|&(&p, &l)| (p >= 0.5) == l).count() as f64 / labels.len() as f64
+    probabilities.iter().zip(labels).filter(|&(&p, &l)| (p >= 0.5) == l).count() as f64
+        / labels.len() as f64
 }
 
 #[cfg(test)]

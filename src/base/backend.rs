@@ -7,6 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::{Device, DeviceKind, Tensor};
 
+use super::config::ConfigDoc;
+
 /// A parsed device name: what `--device` accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceSpec {
@@ -23,7 +25,9 @@ impl DeviceSpec {
         let lower = name.trim().to_ascii_lowercase();
         let parts: Vec<&str> = lower.split(':').collect();
         let index = |raw: Option<&&str>| -> Result<usize> {
-            raw.map_or(Ok(0), |s| s.parse().map_err(|_| anyhow!("device {name:?}: {s:?} is not a device index")))
+            raw.map_or(Ok(0), |s| {
+                s.parse().map_err(|_| anyhow!("device {name:?}: {s:?} is not a device index"))
+            })
         };
         Ok(match parts.as_slice() {
             ["cpu"] | ["flex"] => DeviceSpec::Cpu,
@@ -31,12 +35,20 @@ impl DeviceSpec {
             ["ndarray"] => DeviceSpec::Ndarray,
             ["wgpu"] | ["gpu"] => DeviceSpec::Wgpu(DeviceKind::DefaultDevice),
             ["wgpu", "cpu"] => DeviceSpec::Wgpu(DeviceKind::Cpu),
-            ["wgpu", "discrete", rest @ ..] => DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(index(rest.first())?)),
-            ["wgpu", "integrated", rest @ ..] => DeviceSpec::Wgpu(DeviceKind::IntegratedGpu(index(rest.first())?)),
+            ["wgpu", "discrete", rest @ ..] => {
+                DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(index(rest.first())?))
+            }
+            ["wgpu", "integrated", rest @ ..] => {
+                DeviceSpec::Wgpu(DeviceKind::IntegratedGpu(index(rest.first())?))
+            }
             ["wgpu", n] => DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(index(Some(n))?)),
             _ => bail!(
                 "unknown device {name:?}: expected cpu, wgpu, wgpu:cpu, wgpu:discrete:N or wgpu:integrated:N{}",
-                if cfg!(feature = "ndarray") { " or ndarray" } else { " (ndarray needs --features ndarray)" }
+                if cfg!(feature = "ndarray") {
+                    " or ndarray"
+                } else {
+                    " (ndarray needs --features ndarray)"
+                }
             ),
         })
     }
@@ -44,6 +56,14 @@ impl DeviceSpec {
     pub fn is_cpu(&self) -> bool {
         !matches!(self, DeviceSpec::Wgpu(_))
     }
+}
+
+/// The device of a run or job: `--device` when given, else the config's `runtime.device`;
+/// sets the CPU thread pool from `runtime.threads` first.
+pub fn open_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
+    let runtime = config.runtime()?;
+    configure_threads(runtime.threads);
+    open(&DeviceSpec::parse(flag.unwrap_or(&runtime.device))?)
 }
 
 /// Sets the CPU thread pool size (0 = all cores). Must run before the first tensor op.
@@ -115,9 +135,14 @@ mod tests {
     fn parses_device_names() {
         assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
         assert_eq!(DeviceSpec::parse("WGPU").unwrap(), DeviceSpec::Wgpu(DeviceKind::DefaultDevice));
-        assert_eq!(DeviceSpec::parse("wgpu:discrete:1").unwrap(), DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(1)));
+        assert_eq!(
+            DeviceSpec::parse("wgpu:discrete:1").unwrap(),
+            DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(1))
+        );
         assert_eq!(DeviceSpec::parse("wgpu:cpu").unwrap(), DeviceSpec::Wgpu(DeviceKind::Cpu));
-        assert!(DeviceSpec::parse("tpu").unwrap_err().to_string().starts_with("unknown device \"tpu\""));
+        assert!(
+            DeviceSpec::parse("tpu").unwrap_err().to_string().starts_with("unknown device \"tpu\"")
+        );
         assert!(DeviceSpec::parse("wgpu:x").is_err());
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Every section is a plain serde struct with `deny_unknown_fields` and field defaults
 //! (burn's `Config` derive does not apply defaults when deserialising). `[model]` and
-//! `[data]` differ per model family, so a run config is generic over them and the loader
-//! first peeks at `model.kind` to pick the family.
+//! `[data]` differ per model family, so a run config is generic over them: the CLI reads
+//! `model.kind` ([`ConfigDoc::kind`]), and the family that kind names reads the whole
+//! document into its own types ([`ConfigDoc::typed`]).
 //!
 //! Errors point at the file, line and key path (`configs/x.toml:7: train.lr: expected a
 //! float, got "fast"`), so the document is deserialised from its text with spans kept.
@@ -15,7 +16,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The model families shopnet trains. `model.kind` in a config names one.
+/// The model families shopnet trains: `model.kind` in a config names one. serde reads
+/// and writes the names, so an unknown kind is refused with the list of known ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
@@ -27,28 +29,12 @@ pub enum ModelKind {
     Bert,
 }
 
-impl ModelKind {
-    pub const ALL: &'static [ModelKind] = &[ModelKind::Gcn, ModelKind::Gat, ModelKind::Recommender, ModelKind::Intent, ModelKind::Vgg, ModelKind::Bert];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Gcn => "gcn",
-            ModelKind::Gat => "gat",
-            ModelKind::Recommender => "recommender",
-            ModelKind::Intent => "intent",
-            ModelKind::Vgg => "vgg",
-            ModelKind::Bert => "bert",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|kind| kind.name() == name)
-    }
-}
-
 impl fmt::Display for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
     }
 }
 
@@ -56,12 +42,148 @@ impl fmt::Display for ModelKind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig<M, D> {
-    pub model: M,
+    pub model: ModelSection<M>,
     pub data: D,
     #[serde(default)]
     pub train: TrainConfig,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+}
+
+/// `[model]`: the `kind` tag and the family's own settings `M`. The tag is read here and
+/// hidden from `M`, whose fields are read straight from the TOML deserializer, so an error
+/// inside `[model]` still names its line and key.
+#[derive(Debug, Clone)]
+pub struct ModelSection<M> {
+    pub kind: ModelKind,
+    pub settings: M,
+}
+
+impl<M> std::ops::Deref for ModelSection<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        &self.settings
+    }
+}
+
+impl<M: Serialize> Serialize for ModelSection<M> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        /// `kind` first, then `M`'s fields in their declared order.
+        #[derive(Serialize)]
+        struct Tagged<'a, M> {
+            kind: ModelKind,
+            #[serde(flatten)]
+            settings: &'a M,
+        }
+        Tagged { kind: self.kind, settings: &self.settings }.serialize(serializer)
+    }
+}
+
+impl<'de, M: Deserialize<'de>> Deserialize<'de> for ModelSection<M> {
+    fn deserialize<De: serde::Deserializer<'de>>(
+        deserializer: De,
+    ) -> std::result::Result<Self, De::Error> {
+        deserializer.deserialize_map(tagged::SectionVisitor(std::marker::PhantomData))
+    }
+}
+
+/// The serde plumbing of [`ModelSection`]: a map access that takes `kind` out of the
+/// table and hands every other key to `M`.
+mod tagged {
+    use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor};
+
+    use super::{ModelKind, ModelSection};
+
+    pub struct SectionVisitor<M>(pub std::marker::PhantomData<M>);
+
+    impl<'de, M: de::Deserialize<'de>> Visitor<'de> for SectionVisitor<M> {
+        type Value = ModelSection<M>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a [model] table with a kind")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let mut kind = None;
+            let settings = M::deserialize(WithoutKind { map, kind: &mut kind })?;
+            let kind = kind.ok_or_else(|| de::Error::missing_field("kind"))?;
+            Ok(ModelSection { kind, settings })
+        }
+    }
+
+    struct WithoutKind<'a, A> {
+        map: A,
+        kind: &'a mut Option<ModelKind>,
+    }
+
+    impl<'de, A: MapAccess<'de>> de::Deserializer<'de> for WithoutKind<'_, A> {
+        type Error = A::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+            visitor.visit_map(self)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+            identifier ignored_any
+        }
+    }
+
+    /// Reads one key: `None` for `kind`, else the key as `M`'s field seed reads it.
+    struct KeySeed<'s, K> {
+        seed: &'s mut Option<K>,
+    }
+
+    impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, K> {
+        type Value = Option<K::Value>;
+
+        fn deserialize<D: de::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            let key = <String as de::Deserialize>::deserialize(deserializer)?;
+            if key == "kind" {
+                return Ok(None);
+            }
+            let seed = self
+                .seed
+                .take()
+                .ok_or_else(|| <D::Error as de::Error>::custom("a key was read twice"))?;
+            seed.deserialize(key.into_deserializer()).map(Some)
+        }
+    }
+
+    impl<'de, A: MapAccess<'de>> MapAccess<'de> for WithoutKind<'_, A> {
+        type Error = A::Error;
+
+        fn next_key_seed<K: DeserializeSeed<'de>>(
+            &mut self,
+            seed: K,
+        ) -> Result<Option<K::Value>, A::Error> {
+            let mut seed = Some(seed);
+            // The key is read inside the inner map's `next_key_seed`, so an unknown key is
+            // reported with its own line and path, as a derived struct would report it.
+            while let Some(key) = self.map.next_key_seed(KeySeed { seed: &mut seed })? {
+                match key {
+                    Some(field) => return Ok(Some(field)),
+                    None => *self.kind = Some(self.map.next_value()?),
+                }
+            }
+            Ok(None)
+        }
+
+        fn next_value_seed<V: DeserializeSeed<'de>>(
+            &mut self,
+            seed: V,
+        ) -> Result<V::Value, A::Error> {
+            self.map.next_value_seed(seed)
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +263,35 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// What serde cannot check: ranges and finiteness. Names the key.
+    pub fn validate(&self) -> Result<()> {
+        check_positive("train.epochs", self.epochs)?;
+        check_positive("train.batch_size", self.batch_size)?;
+        check_positive("train.step_epochs", self.step_epochs)?;
+        let positive = [("train.lr", self.lr), ("train.eps", self.eps)];
+        for (key, value) in positive {
+            if !(value.is_finite() && value > 0.0) {
+                bail!("{key}: must be a positive number, got {value}");
+            }
+        }
+        let non_negative = [
+            ("train.weight_decay", self.weight_decay),
+            ("train.momentum", self.momentum),
+            ("train.min_lr", self.min_lr),
+            ("train.clip_grad_norm", self.clip_grad_norm),
+            ("train.gamma", self.gamma),
+        ];
+        for (key, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                bail!("{key}: must be a finite number of at least 0, got {value}");
+            }
+        }
+        check_fraction("train.beta1", self.beta1)?;
+        check_fraction("train.beta2", self.beta2)
+    }
+}
+
 /// Which validation metric picks the best checkpoint, and when to give up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,7 +329,25 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { device: "cpu".into(), threads: 0, out_dir: "checkpoints".into(), name: None, checkpoint_secs: 10.0 }
+        Self {
+            device: "cpu".into(),
+            threads: 0,
+            out_dir: "checkpoints".into(),
+            name: None,
+            checkpoint_secs: 10.0,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.checkpoint_secs.is_finite() && self.checkpoint_secs >= 0.0) {
+            bail!(
+                "runtime.checkpoint_secs: must be a finite number of at least 0, got {}",
+                self.checkpoint_secs
+            );
+        }
+        Ok(())
     }
 }
 
@@ -187,7 +356,6 @@ pub struct ConfigDoc {
     /// Where the text came from, for error messages.
     pub origin: String,
     pub text: String,
-    pub kind: ModelKind,
 }
 
 impl ConfigDoc {
@@ -199,34 +367,42 @@ impl ConfigDoc {
     }
 
     pub fn parse(origin: &str, text: &str, overrides: &[String]) -> Result<Self> {
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|err: toml_edit::TomlError| {
-            let line = err.span().map(|span| line_of(text, span.start)).unwrap_or(1);
-            anyhow!("{origin}:{line}: {}", first_line(err.message()))
-        })?;
+        let mut doc: toml_edit::DocumentMut =
+            text.parse().map_err(|err: toml_edit::TomlError| {
+                let line = err.span().map(|span| line_of(text, span.start)).unwrap_or(1);
+                anyhow!("{origin}:{line}: {}", first_line(err.message()))
+            })?;
         for assignment in overrides {
             apply_override(&mut doc, assignment)?;
         }
-        let kind = match doc.get("model").and_then(|m| m.get("kind")) {
-            None => bail!("{origin}: model.kind: missing (one of {})", kind_names()),
-            Some(item) => {
-                let name = item.as_str().unwrap_or_default();
-                ModelKind::parse(name).ok_or_else(|| {
-                    anyhow!(
-                        "{origin}: model.kind: unknown model kind {}, expected one of {}",
-                        item.as_value().map(|v| v.to_string()).unwrap_or_default().trim(),
-                        kind_names()
-                    )
-                })?
-            }
+        let origin = if overrides.is_empty() {
+            origin.to_string()
+        } else {
+            format!("{origin} (with --set)")
         };
-        let origin = if overrides.is_empty() { origin.to_string() } else { format!("{origin} (with --set)") };
-        Ok(Self { origin, text: doc.to_string(), kind })
+        Ok(Self { origin, text: doc.to_string() })
+    }
+
+    /// `model.kind`: which family's types the rest of the document is read into.
+    pub fn kind(&self) -> Result<ModelKind> {
+        #[derive(Deserialize)]
+        struct KindOnly {
+            kind: ModelKind,
+        }
+        #[derive(Deserialize)]
+        struct ModelOnly {
+            model: KindOnly,
+        }
+        Ok(self.deserialize::<ModelOnly>()?.model.kind)
     }
 
     /// Deserialises the document into the family's typed config, keeping spans so that an
     /// error names the line and the key path.
     pub fn typed<M: DeserializeOwned, D: DeserializeOwned>(&self) -> Result<RunConfig<M, D>> {
-        self.deserialize()
+        let config: RunConfig<M, D> = self.deserialize()?;
+        config.train.validate().map_err(|err| anyhow!("{}: {err}", self.origin))?;
+        config.runtime.validate().map_err(|err| anyhow!("{}: {err}", self.origin))?;
+        Ok(config)
     }
 
     /// Just `[runtime]`: what the CLI needs before it knows the family's types.
@@ -249,7 +425,12 @@ impl ConfigDoc {
         })
     }
 
-    fn error_at(&self, span: Option<std::ops::Range<usize>>, path: &str, message: &str) -> anyhow::Error {
+    fn error_at(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        path: &str,
+        message: &str,
+    ) -> anyhow::Error {
         let location = match span {
             Some(span) => format!("{}:{}", self.origin, line_of(&self.text, span.start)),
             None => self.origin.clone(),
@@ -261,10 +442,6 @@ impl ConfigDoc {
             anyhow!("{location}: {path}: {message}")
         }
     }
-}
-
-fn kind_names() -> String {
-    ModelKind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -306,22 +483,24 @@ fn apply_override(doc: &mut toml_edit::DocumentMut, assignment: &str) -> Result<
         bail!("--set {assignment}: empty key in {key_path:?}");
     }
     let raw = raw.trim();
-    let value: toml_edit::Value = raw
-        .parse()
-        .unwrap_or_else(|_| toml_edit::Value::from(raw.to_string()));
-    let (last, parents) = keys.split_last().expect("split on a non-empty path");
-    let mut table = doc.as_table_mut();
+    let value: toml_edit::Value =
+        raw.parse().unwrap_or_else(|_| toml_edit::Value::from(raw.to_string()));
+    let Some((last, parents)) = keys.split_last() else {
+        bail!("--set {assignment}: empty key");
+    };
+    // Table-like, not just tables: configs write small sections inline
+    // (`early_stopping = { metric = "val_loss" }`), and those must be overridable too.
+    let mut table: &mut dyn toml_edit::TableLike = doc.as_table_mut();
     for key in parents {
-        let entry = table.entry(key).or_insert_with(|| {
-            let mut t = toml_edit::Table::new();
-            t.set_implicit(true);
-            toml_edit::Item::Table(t)
-        });
-        table = entry
-            .as_table_mut()
+        if table.get(key).is_none() {
+            table.insert(key, toml_edit::Item::Value(toml_edit::InlineTable::new().into()));
+        }
+        table = table
+            .get_mut(key)
+            .and_then(toml_edit::Item::as_table_like_mut)
             .ok_or_else(|| anyhow!("--set {assignment}: {key} is not a table"))?;
     }
-    table.insert(last, toml_edit::value(value));
+    table.insert(last, toml_edit::Item::Value(value));
     Ok(())
 }
 
@@ -348,7 +527,6 @@ mod tests {
     #[derive(Debug, Deserialize, Serialize)]
     #[serde(deny_unknown_fields)]
     struct TinyModel {
-        kind: String,
         #[serde(default)]
         hidden: usize,
     }
@@ -386,7 +564,10 @@ mod tests {
     fn unknown_key_names_line_and_key() {
         let text = BASE.replace("lr = 0.01", "lr = 0.01\nlearning_rate = 3");
         let err = typed(&text, &[]).unwrap_err().to_string();
-        assert!(err.starts_with("x.toml:10: train.learning_rate: unknown field `learning_rate`"), "{err}");
+        assert!(
+            err.starts_with("x.toml:10: train.learning_rate: unknown field `learning_rate`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -398,7 +579,11 @@ mod tests {
 
     #[test]
     fn overrides_keep_types_and_create_tables() {
-        let config = typed(BASE, &["train.lr=0.5", "runtime.device=wgpu", "train.early_stopping.patience=7"]).unwrap();
+        let config = typed(
+            BASE,
+            &["train.lr=0.5", "runtime.device=wgpu", "train.early_stopping.patience=7"],
+        )
+        .unwrap();
         assert_eq!(config.train.lr, 0.5);
         assert_eq!(config.runtime.device, "wgpu");
         assert_eq!(config.train.early_stopping.patience, 7);
@@ -412,7 +597,49 @@ mod tests {
 
     #[test]
     fn unknown_model_kind_lists_known_ones() {
-        let err = typed(&BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap_err().to_string();
-        assert_eq!(err, "x.toml: model.kind: unknown model kind \"mlp\", expected one of gcn, gat, recommender, intent, vgg, bert");
+        let doc = ConfigDoc::parse("x.toml", &BASE.replace("\"gcn\"", "\"mlp\""), &[]).unwrap();
+        let err = doc.kind().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "x.toml:2: model.kind: unknown variant `mlp`, expected one of `gcn`, `gat`, `recommender`, `intent`, `vgg`, `bert`"
+        );
+        assert_eq!(ConfigDoc::parse("x.toml", BASE, &[]).unwrap().kind().unwrap(), ModelKind::Gcn);
+    }
+
+    #[test]
+    fn model_errors_name_line_and_key_and_kind_round_trips() {
+        let err =
+            typed(&BASE.replace("hidden = 16", "hidden = \"wide\""), &[]).unwrap_err().to_string();
+        assert_eq!(err, "x.toml:3: model.hidden: expected an integer, got \"wide\"");
+        let err = typed(&BASE.replace("hidden = 16", "hidden = 16\nwidth = 2"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml:4: model.width: unknown field `width`"), "{err}");
+        let config = typed(BASE, &[]).unwrap();
+        let text = toml::to_string(&config).unwrap();
+        assert!(text.starts_with("[model]\nkind = \"gcn\"\nhidden = 16\n"), "{text}");
+        assert_eq!(typed(&text, &[]).unwrap().model.hidden, 16);
+    }
+
+    #[test]
+    fn train_settings_out_of_range_are_refused() {
+        for (set, key) in [
+            ("train.batch_size=0", "train.batch_size: must be at least 1"),
+            ("train.epochs=0", "train.epochs: must be at least 1"),
+            ("train.lr=-0.01", "train.lr: must be a positive number"),
+            ("train.lr=nan", "train.lr: must be a positive number"),
+            ("train.weight_decay=-1", "train.weight_decay: must be a finite number"),
+        ] {
+            let err = typed(BASE, &[set]).unwrap_err().to_string();
+            assert!(err.contains(key), "{set}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_reach_into_inline_tables() {
+        let text = format!("{BASE}early_stopping = {{ metric = \"val_loss\", patience = 3 }}\n");
+        let config = typed(&text, &["train.early_stopping.patience=5"]).unwrap();
+        assert_eq!(config.train.early_stopping.patience, 5);
+        assert_eq!(config.train.early_stopping.metric, "val_loss");
     }
 }

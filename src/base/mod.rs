@@ -1,0 +1,12 @@
+//! What every layer above builds on: the run config, the device, metrics, host
+//! randomness, splits, tensor helpers, progress display and crash-safe files.
+
+pub mod backend;
+pub mod config;
+pub mod files;
+pub mod metrics;
+pub mod progress;
+pub mod rng;
+pub mod sparse;
+pub mod split;
+pub mod tensor;

@@ -1,0 +1,296 @@
+//! The `shopnet` command line: the arguments here, one function per subcommand in
+//! [`commands`]. Every command works the same for every model family; errors end in one
+//! line on stderr and exit code 2.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::bench;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shopnet",
+    version,
+    about = "Train, evaluate, score and export e-commerce models (GCN, GAT, LightGCN, CNN+LSTM, ...) on CPU or GPU."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model from a config file, or resume a stopped run.
+    #[command(
+        after_help = "Examples:\n  shopnet train --config configs/gat_cora.toml\n  shopnet train --config configs/gcn_cora.toml --device wgpu --set train.seed=3 --set train.epochs=50\n  shopnet train --resume checkpoints/gat_cora-20261128-101500"
+    )]
+    Train {
+        /// The run's TOML config.
+        #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
+        config: Option<PathBuf>,
+        /// cpu, wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N (default: runtime.device).
+        #[arg(long)]
+        device: Option<String>,
+        /// Override any config key, e.g. --set train.lr=0.01 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Folder for the run directory (default: runtime.out_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Continue a stopped run from its last checkpoint, optimiser state included.
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Stop cleanly after this many epochs; the run can be resumed later.
+        #[arg(long, value_name = "EPOCHS")]
+        stop_after: Option<usize>,
+    },
+    /// Evaluate a trained model: metrics table on stdout, report.json in the run.
+    #[command(
+        after_help = "Example:\n  shopnet eval --run checkpoints/gat_cora-20261128-101500 --split test"
+    )]
+    Eval {
+        /// A run directory or an export bundle.
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+        split: EvalSplit,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Score new data with a trained model and write one CSV row per example.
+    #[command(
+        after_help = "Example (graph models: one row per node with its predicted label and class probabilities):\n  shopnet score --run checkpoints/gat_cora-20261128-101500 --input my_graph/ --output predictions.csv"
+    )]
+    Score {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// The data to score, in the model's input format (for a graph: a folder or builtin:cora).
+        #[arg(long)]
+        input: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Recommend the top K items to users with a trained recommender.
+    #[command(
+        after_help = "Examples:\n  shopnet recommend --run checkpoints/lightgcn_gowalla-20261128-101500 --users all --k 20 --output recs.csv\n  shopnet recommend --run RUN_DIR --users user_ids.txt --k 10 --output recs.csv"
+    )]
+    Recommend {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// `all` (every user with training interactions) or a file with one user id per line.
+        #[arg(long, default_value = "all")]
+        users: String,
+        #[arg(long, default_value_t = 20)]
+        k: usize,
+        /// CSV of user_id,rank,item_id,score; training items are never recommended.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Embed images with a trained image model: an index of L2-normalised embeddings.
+    #[command(
+        after_help = "Example:\n  shopnet embed --run checkpoints/vgg_fashion-20261128-101500 --input catalogue/ --output catalogue.safetensors\n\nWrites catalogue.safetensors (an F32 [N, D] matrix `embeddings`, with the run and its weights' sha256 as metadata) and catalogue.ids.csv (row,id,label)."
+    )]
+    Embed {
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: PathBuf,
+        /// A folder of images (optionally one sub-folder per class), a CSV with a path column, or an IDX image file.
+        #[arg(long, value_name = "DIR|CSV|IDX")]
+        input: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Find the K most similar items of an embedding index (exact cosine search).
+    #[command(
+        after_help = "Examples:\n  shopnet similar --index catalogue.safetensors --query photo.png --k 10\n  shopnet similar --index catalogue.safetensors --query test1000/2/0000.png --k 5     # an id in the index\n  shopnet similar --index catalogue.safetensors --queries queries.txt --k 10 --output neighbours.csv"
+    )]
+    Similar {
+        /// An index written by shopnet embed.
+        #[arg(long, value_name = "EMBEDDINGS")]
+        index: PathBuf,
+        /// An image file, or the id of an item in the index (which is then left out of its own answer).
+        #[arg(
+            long,
+            value_name = "IMAGE|ID",
+            required_unless_present = "queries",
+            conflicts_with = "queries"
+        )]
+        query: Option<String>,
+        /// A file with one query (image path or id) per line.
+        #[arg(long, value_name = "FILE", requires = "output")]
+        queries: Option<PathBuf>,
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// CSV of query,rank,id,label,score (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The model that embeds query images (default: the run that built the index; another model is refused).
+        #[arg(long = "run", value_name = "RUN_DIR|BUNDLE")]
+        run: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Write a self-contained serving bundle: model.safetensors, config.toml, manifest.json.
+    #[command(
+        after_help = "Example:\n  shopnet export --run checkpoints/gat_cora-20261128-101500 --out bundles/gat_cora"
+    )]
+    Export {
+        #[arg(long = "run", value_name = "RUN_DIR")]
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a run's or bundle's model kind, parameter count, best metrics and config.
+    #[command(after_help = "Example:\n  shopnet inspect checkpoints/gat_cora-20261128-101500")]
+    Inspect {
+        #[arg(value_name = "RUN_DIR|BUNDLE")]
+        path: PathBuf,
+    },
+    /// Generate synthetic data with a planted signal, for tests and benchmarks at any scale.
+    Synth {
+        #[command(subcommand)]
+        what: SynthData,
+    },
+    /// Tokenizers for text models.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
+    /// Time training epochs of a net (see README, Benchmarks).
+    #[command(
+        after_help = "Examples:\n  shopnet bench --model gat --threads 2\n  shopnet bench --model gcn --nodes 1000000 --edges 10000000 --features 64 --epochs 1 --warmup 0\n  shopnet bench --model intent --threads 2   # one epoch over 20,000 sequences, then inference\n  shopnet bench --model vgg --threads 2      # one epoch over 2,048 images, then inference\n  shopnet bench --model bert --weights \"$(scripts/install_minilm.sh)\" --threads 2"
+    )]
+    Bench {
+        #[arg(long, value_enum)]
+        model: bench::BenchNet,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Timed epochs.
+        #[arg(long, default_value_t = 200)]
+        epochs: usize,
+        /// Untimed epochs first.
+        #[arg(long, default_value_t = 10)]
+        warmup: usize,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// GAT hidden-layer heads.
+        #[arg(long, default_value_t = 8)]
+        heads: usize,
+        /// Use a random graph of this many nodes instead of Cora.
+        #[arg(long, requires_all = ["edges", "features"])]
+        nodes: Option<usize>,
+        #[arg(long)]
+        edges: Option<usize>,
+        #[arg(long)]
+        features: Option<usize>,
+        /// BERT: a Hugging Face model folder or repo id (the reference workload uses
+        /// all-MiniLM-L6-v2; scripts/install_minilm.sh prints its folder).
+        #[arg(long, value_name = "DIR|REPO_ID", required_if_eq("model", "bert"))]
+        weights: Option<String>,
+        /// BERT: sentences to embed (fewer for a smoke test).
+        #[arg(long, default_value_t = 1024)]
+        sentences: usize,
+        /// BERT: timed fine-tuning steps.
+        #[arg(long, default_value_t = 50)]
+        steps: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SynthData {
+    /// A Taobao-format event log (user_id,item_id,category_id,behavior,timestamp) whose
+    /// purchases after 2017-12-02 16:00 UTC follow a documented signal (see README).
+    #[command(
+        after_help = "Example:\n  shopnet synth events --users 50000 --seed 1 --out synth_events.csv"
+    )]
+    Events {
+        #[arg(long)]
+        users: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train a BERT-style WordPiece tokenizer (BERT normaliser and pre-tokeniser, which
+    /// splits Chinese characters) on one column of a CSV and write tokenizer.json.
+    #[command(
+        after_help = "Example:\n  shopnet tokenizer train --input ../shared/data/online_shopping_10_cats/online_shopping_10_cats.csv --column review --vocab-size 8000 --out zh_tokenizer.json"
+    )]
+    Train {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        column: String,
+        #[arg(long, default_value_t = 8000)]
+        vocab_size: usize,
+        /// Keep only pieces seen at least this often.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EvalSplit {
+    Val,
+    Test,
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return argument_error(err),
+    };
+    match commands::run(cli.command) {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            2
+        }
+    }
+}
+
+/// `--help` and `--version` print as clap writes them; a wrong or missing argument is
+/// one line that points at `--help`, like every other user error.
+fn argument_error(err: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
+    }
+    let rendered = err.render().to_string();
+    let message =
+        rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim();
+    let message = message.strip_prefix("error: ").unwrap_or(message);
+    eprintln!("error: {message} (see shopnet --help, or shopnet COMMAND --help)");
+    2
+}
+
+/// The error and its causes on one line, outermost first.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}

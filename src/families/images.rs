@@ -1,0 +1,392 @@
+//! Product images: a VGG-style net trained as a classifier whose penultimate layer is the
+//! embedding used for similar-product search.
+//!
+//! - Training: mini-batches of the train split, augmented on the host (random crop with
+//!   padding, horizontal flip) from the trainer's per-epoch generator; cross-entropy.
+//! - Metrics on a split: loss, accuracy, macro-F1, and Recall@1/5/10 of retrieval within
+//!   the split (each image queries the others by cosine of L2-normalised embeddings; a
+//!   hit is a neighbour of the same class among the K nearest).
+//! - `shopnet embed` streams a folder, CSV or IDX file through the net a batch at a time
+//!   into an index ([`crate::artifacts::embeddings`]); `shopnet similar` searches one.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::driver;
+use super::family::{Config, Embed, Family, Prepared, Trained};
+use crate::artifacts::embeddings::{self, IndexWriter, l2_normalize};
+use crate::artifacts::scores::ClassScoreWriter;
+use crate::base::config::ModelKind;
+use crate::base::files::sha256_file;
+use crate::base::metrics::{self, Metrics};
+use crate::base::progress::Progress;
+use crate::base::rng::HostRng;
+use crate::base::split::Split;
+use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host};
+use crate::data::images::{Catalog, ImageDataConfig, ImageSet, Preprocess};
+use crate::models::vgg::{self, Vgg, VggConfig, VggSpec};
+use crate::train::Task;
+
+/// Images per forward pass when evaluating, scoring and embedding.
+const INFERENCE_BATCH: usize = 256;
+/// The cut-offs of the retrieval metrics.
+const RECALL_K: [usize; 3] = [1, 5, 10];
+
+pub struct ImageClassification {
+    spec: VggSpec,
+    data: ImageDataConfig,
+    prep: Preprocess,
+    set: ImageSet,
+    batch_size: usize,
+    /// Pretrained weights to start from (on the plain device), instead of a random init.
+    start: Option<Vgg>,
+}
+
+impl ImageClassification {
+    fn num_classes(&self) -> usize {
+        self.set.label_names.len()
+    }
+
+    fn batch_tensor(
+        &self,
+        indices: &[u32],
+        augment: Option<&mut HostRng>,
+        device: &Device,
+    ) -> Tensor<4> {
+        let images: Vec<&[u8]> = indices.iter().map(|&i| self.set.image(i, &self.prep)).collect();
+        let values = self.prep.batch(&images, augment.map(|rng| (&self.data.augment, rng)));
+        let s = self.prep.size;
+        Tensor::from_data(TensorData::new(values, [indices.len(), 3, s, s]), device)
+    }
+
+    /// Normalised embeddings `[n, D]` (row-major) and class probabilities `[n, C]` of `indices`.
+    fn infer(&self, model: &Vgg, indices: &[u32]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let device = model_device(model);
+        let mut embedded = Vec::new();
+        let mut probabilities = Vec::new();
+        for chunk in indices.chunks(INFERENCE_BATCH) {
+            let (embedding, logits) = model.forward(self.batch_tensor(chunk, None, &device), None);
+            embedded.extend(to_host(l2_normalize(embedding))?);
+            probabilities.extend(to_host(softmax(logits, 1))?);
+        }
+        Ok((embedded, probabilities))
+    }
+}
+
+fn model_device(model: &Vgg) -> Device {
+    model.features[0].weight.val().device()
+}
+
+impl Task for ImageClassification {
+    type Model = Vgg;
+    type Batch = Vec<u32>;
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Vgg
+    }
+
+    fn init_model(&self, seed: u64, device: &Device) -> Result<Vgg> {
+        Ok(match &self.start {
+            Some(start) => fork_pretrained(start, device),
+            None => Vgg::new(&self.spec, self.num_classes(), &mut HostRng::new(seed), device),
+        })
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        self.set.splits.train.len().div_ceil(self.batch_size)
+    }
+
+    fn train_batches(&self, rng: &mut HostRng) -> Result<Vec<Vec<u32>>> {
+        Ok(rng.shuffled_batches(self.set.splits.train.clone(), self.batch_size))
+    }
+
+    fn train_loss(&self, model: &Vgg, batch: &Vec<u32>, rng: &mut HostRng) -> Result<Tensor<1>> {
+        let device = model_device(model);
+        let images = self.batch_tensor(batch, Some(rng), &device);
+        let labels = label_column(batch.iter().map(|&i| self.set.labels[i as usize]), &device);
+        let (_, logits) = model.forward(images, Some(rng));
+        Ok(cross_entropy(logits, labels))
+    }
+
+    fn evaluate(&self, model: &Vgg, split: Split) -> Result<Metrics> {
+        let indices = self.set.splits.get(split);
+        if indices.is_empty() {
+            bail!("the {split} split has no images (see data.test_fraction and data.val_fraction)");
+        }
+        let (embedded, probabilities) = self.infer(model, indices)?;
+        let c = self.num_classes();
+        let labels: Vec<u32> = indices.iter().map(|&i| self.set.labels[i as usize]).collect();
+        let mut out = metrics::classification(&probabilities, &labels, c);
+        let dim = embedded.len() / labels.len();
+        let index = Tensor::<2>::from_data(
+            TensorData::new(embedded.clone(), [labels.len(), dim]),
+            &model_device(model),
+        );
+        let itself: Vec<usize> = (0..labels.len()).collect();
+        let neighbours =
+            embeddings::search(&index, &embedded, Some(&itself), RECALL_K[RECALL_K.len() - 1])?;
+        for k in RECALL_K {
+            out.push(
+                format!("recall@{k}"),
+                embeddings::recall_at_k(&neighbours, &labels, &labels, k),
+            );
+        }
+        Ok(out)
+    }
+}
+
+pub struct ImageFamily;
+
+/// What `run.json` keeps: the input side and the embedding width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageInput {
+    pub input_size: usize,
+    pub embedding_size: usize,
+    pub skipped_images: usize,
+}
+
+impl ImageFamily {
+    /// The task over `config`'s images; `known_labels` fixes a trained model's classes.
+    fn task(
+        config: &Config<Self>,
+        known_labels: Option<&[String]>,
+        device: &Device,
+    ) -> Result<ImageClassification> {
+        let spec = config.model.validate()?;
+        let prep = Preprocess::new(&config.data, spec.input_size);
+        let set = ImageSet::load(&config.data, &prep, known_labels)?;
+        let start = match &config.model.pretrained {
+            Some(path) => Some(Self::pretrained(
+                &spec,
+                set.label_names.len(),
+                config.train.seed,
+                path,
+                device,
+            )?),
+            None => None,
+        };
+        let data = config.data.clone();
+        Ok(ImageClassification {
+            spec,
+            data,
+            prep,
+            set,
+            batch_size: config.train.batch_size,
+            start,
+        })
+    }
+
+    fn pretrained(
+        spec: &VggSpec,
+        classes: usize,
+        seed: u64,
+        path: &str,
+        device: &Device,
+    ) -> Result<Vgg> {
+        let net = Vgg::new(spec, classes, &mut HostRng::new(seed), device);
+        let loaded = vgg::load_torchvision(net, Path::new(path)).context("model.pretrained")?;
+        let kept = if loaded.kept.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", loaded.kept.join(", "))
+        };
+        eprintln!(
+            "loaded {} tensors from {path}; {} keep their initial values{kept}",
+            loaded.loaded,
+            loaded.kept.len()
+        );
+        Ok(loaded.net)
+    }
+
+    fn preprocess(trained: &Trained<Self>) -> Preprocess {
+        Preprocess::new(&trained.config.data, trained.input.input_size)
+    }
+
+    /// Streams `catalog` through `net` in batches, calling `visit(entries, embeddings,
+    /// probabilities)` per batch (embeddings L2-normalised, row-major).
+    fn stream(
+        trained: &Trained<Self>,
+        catalog: &Catalog,
+        net: &Vgg,
+        mut visit: impl FnMut(&[usize], &[f32], &[f32]) -> Result<()>,
+    ) -> Result<usize> {
+        let prep = Self::preprocess(trained);
+        let total = catalog.entries.len();
+        let progress = Progress::new(Some(total as u64), 0, "images");
+        let mut skipped = Vec::new();
+        let all: Vec<usize> = (0..total).collect();
+        for chunk in all.chunks(INFERENCE_BATCH) {
+            let decoded = catalog.decode(chunk, &prep, trained.config.data.skip_bad_images)?;
+            skipped.extend(decoded.skipped);
+            if !decoded.images.is_empty() {
+                let images: Vec<&[u8]> = decoded.images.iter().map(|(_, p)| p.as_slice()).collect();
+                let (embedded, probabilities) = embed_batch(net, &prep, &images)?;
+                let rows: Vec<usize> = decoded.images.iter().map(|(i, _)| *i).collect();
+                visit(&rows, &embedded, &probabilities)?;
+            }
+            progress.advance(chunk.len() as u64, None);
+        }
+        progress.finish();
+        if let Some(first) = skipped.first() {
+            eprintln!("note: skipped {} images that do not decode (first: {first})", skipped.len());
+        }
+        Ok(total - skipped.len())
+    }
+}
+
+/// L2-normalised embeddings and class probabilities of decoded images.
+fn embed_batch(net: &Vgg, prep: &Preprocess, images: &[&[u8]]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let s = prep.size;
+    let batch = Tensor::<4>::from_data(
+        TensorData::new(prep.batch(images, None), [images.len(), 3, s, s]),
+        &model_device(net),
+    );
+    let (embedding, logits) = net.forward(batch, None);
+    Ok((to_host(l2_normalize(embedding))?, to_host(softmax(logits, 1))?))
+}
+
+impl Family for ImageFamily {
+    const KIND: ModelKind = ModelKind::Vgg;
+    type Model = VggConfig;
+    type Data = ImageDataConfig;
+    type Input = ImageInput;
+    type Task = ImageClassification;
+
+    fn validate(config: &Config<Self>) -> Result<()> {
+        config.model.validate()?;
+        config.data.validate()
+    }
+
+    fn metric_names(_config: &Config<Self>) -> Vec<String> {
+        let retrieval = RECALL_K.map(|k| format!("recall@{k}"));
+        metrics::CLASSIFICATION.map(String::from).into_iter().chain(retrieval).collect()
+    }
+
+    fn prepare(
+        config: &Config<Self>,
+        device: &Device,
+        _resume_from: Option<&Path>,
+    ) -> Result<Prepared<Self>> {
+        let task = Self::task(config, None, device)?;
+        let splits = &task.set.splits;
+        eprintln!(
+            "{} images in {} classes: {} train, {} validation, {} test",
+            task.set.labels.len(),
+            task.num_classes(),
+            splits.train.len(),
+            splits.val.len(),
+            splits.test.len()
+        );
+        let input = ImageInput {
+            input_size: task.spec.input_size,
+            embedding_size: task.spec.embedding_size,
+            skipped_images: task.set.skipped,
+        };
+        Ok(Prepared { labels: task.set.label_names.clone(), task, input, run_files: Vec::new() })
+    }
+
+    fn net(trained: &Trained<Self>, device: &Device) -> Result<Vgg> {
+        let spec = trained.config.model.validate()?;
+        Ok(Vgg::new(
+            &spec,
+            trained.labels().len(),
+            &mut HostRng::new(trained.config.train.seed),
+            device,
+        ))
+    }
+
+    fn restore(trained: &Trained<Self>, device: &Device) -> Result<ImageClassification> {
+        let mut config = trained.config.clone();
+        // The trained weights replace the start: no need to read the pretrained file again.
+        config.model.settings.pretrained = None;
+        Self::task(&config, Some(trained.labels()), device)
+    }
+
+    fn score(
+        trained: &Trained<Self>,
+        input: &str,
+        output: &Path,
+        device: &Device,
+    ) -> Result<usize> {
+        let net = driver::load_net(trained, device)?;
+        let catalog = Catalog::open(input, &trained.config.data.label_column, None)?;
+        let labels = trained.labels();
+        let mut writer = ClassScoreWriter::create(output, "id", labels)?;
+        Self::stream(trained, &catalog, &net, |rows, _, probabilities| {
+            for (row, p) in rows.iter().zip(probabilities.chunks(labels.len())) {
+                writer.write(&catalog.entries[*row].id, p)?;
+            }
+            Ok(())
+        })?;
+        writer.finish()
+    }
+
+    fn schema(trained: &Trained<Self>) -> serde_json::Value {
+        serde_json::json!({
+            "input": {
+                "format": "a folder of images (optionally one sub-folder per class), a CSV with a path column, or an IDX image file; PNG, JPEG or WebP",
+                "sizes": trained.input,
+            },
+            "output": ClassScoreWriter::columns("id", trained.labels()),
+        })
+    }
+}
+
+impl Embed for ImageFamily {
+    fn embed(
+        trained: &Trained<Self>,
+        input: &str,
+        output: &Path,
+        device: &Device,
+    ) -> Result<usize> {
+        let net = driver::load_net(trained, device)?;
+        let catalog = Catalog::open(input, &trained.config.data.label_column, None)?;
+        let artifacts = &trained.artifacts;
+        let metadata = [
+            (embeddings::META_KIND, ModelKind::Vgg.to_string()),
+            (embeddings::META_RUN, artifacts.dir.display().to_string()),
+            (embeddings::META_WEIGHTS, sha256_file(&artifacts.weights)?),
+        ];
+        let mut writer = IndexWriter::create(
+            output,
+            catalog.entries.len(),
+            trained.input.embedding_size,
+            &metadata,
+        )?;
+        Self::stream(trained, &catalog, &net, |rows, embedded, _| {
+            let ids: Vec<(&str, Option<&str>)> = rows
+                .iter()
+                .map(|&r| (catalog.entries[r].id.as_str(), catalog.entries[r].label.as_deref()))
+                .collect();
+            writer.append(&ids, embedded)
+        })?;
+        writer.finish()
+    }
+
+    fn embed_files(trained: &Trained<Self>, files: &[String], device: &Device) -> Result<Vec<f32>> {
+        let net = driver::load_net(trained, device)?;
+        let prep = Self::preprocess(trained);
+        let mut out = Vec::with_capacity(files.len() * trained.input.embedding_size);
+        for chunk in files.chunks(INFERENCE_BATCH) {
+            let mut pixels = Vec::with_capacity(chunk.len());
+            for file in chunk {
+                let decoded = Catalog::open(file, "label", None)?.decode(&[0], &prep, false)?;
+                pixels.push(
+                    decoded
+                        .images
+                        .into_iter()
+                        .next()
+                        .map(|(_, p)| p)
+                        .ok_or_else(|| anyhow!("{file}: cannot decode"))?,
+                );
+            }
+            let views: Vec<&[u8]> = pixels.iter().map(Vec::as_slice).collect();
+            out.extend(embed_batch(&net, &prep, &views)?.0);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,317 @@
+//! Node classification: a graph net over the whole graph, cross-entropy on the labelled
+//! nodes of the train split, accuracy and macro-F1 on the others. Full batch: one
+//! optimiser step per epoch, as in the GCN and GAT papers.
+
+use std::marker::PhantomData;
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::driver;
+use super::family::{Config, Family, Prepared, Trained};
+use crate::artifacts::scores::ClassScoreWriter;
+use crate::base::config::{ModelKind, check_fraction, check_positive};
+use crate::base::metrics::{self, Metrics};
+use crate::base::rng::HostRng;
+use crate::base::split::{Split, Splits};
+use crate::base::tensor::{cross_entropy, index_tensor, label_column, to_host};
+use crate::data::graph::{Graph, GraphDataConfig, describe_source};
+use crate::models::gat::{Gat, GatConfig};
+use crate::models::gcn::{Gcn, GcnConfig};
+use crate::models::message_passing::GraphTensors;
+use crate::train::Task;
+
+/// A net that maps a graph to per-node class logits.
+pub trait GraphNet: Module + Clone + 'static {
+    type Config: Serialize + DeserializeOwned + Clone;
+    const KIND: ModelKind;
+
+    /// Checks the `[model]` values a config author can get wrong, naming the key.
+    fn validate(config: &Self::Config) -> Result<()>;
+    fn build(
+        config: &Self::Config,
+        num_features: usize,
+        num_classes: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self;
+    fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2>;
+}
+
+impl GraphNet for Gcn {
+    type Config = GcnConfig;
+    const KIND: ModelKind = ModelKind::Gcn;
+
+    fn validate(config: &GcnConfig) -> Result<()> {
+        check_positive("model.hidden", config.hidden)?;
+        check_positive("model.layers", config.layers)?;
+        check_fraction("model.dropout", config.dropout)
+    }
+
+    fn build(
+        config: &GcnConfig,
+        num_features: usize,
+        num_classes: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
+        Gcn::new(config, num_features, num_classes, rng, device)
+    }
+
+    fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2> {
+        self.forward(graph, rng)
+    }
+}
+
+impl GraphNet for Gat {
+    type Config = GatConfig;
+    const KIND: ModelKind = ModelKind::Gat;
+
+    fn validate(config: &GatConfig) -> Result<()> {
+        check_positive("model.hidden", config.hidden)?;
+        check_positive("model.heads", config.heads)?;
+        check_positive("model.out_heads", config.out_heads)?;
+        check_fraction("model.dropout", config.dropout)?;
+        check_fraction("model.attention_dropout", config.attention_dropout)
+    }
+
+    fn build(
+        config: &GatConfig,
+        num_features: usize,
+        num_classes: usize,
+        rng: &mut HostRng,
+        device: &Device,
+    ) -> Self {
+        Gat::new(config, num_features, num_classes, rng, device)
+    }
+
+    fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2> {
+        self.forward(graph, rng)
+    }
+}
+
+/// One graph, ready to train or evaluate a net on.
+pub struct NodeClassification<N: GraphNet> {
+    model_config: N::Config,
+    num_classes: usize,
+    graph: GraphTensors,
+    labels: Vec<Option<u32>>,
+    nodes: Splits<Vec<u32>>,
+    train_index: Tensor<1, Int>,
+    train_labels: Tensor<2, Int>,
+}
+
+impl<N: GraphNet> NodeClassification<N> {
+    /// `num_features` is the net's input width: the graph's own when training, the trained
+    /// net's when scoring a new graph (which may use fewer feature columns).
+    pub fn new(
+        model_config: N::Config,
+        graph: &Graph,
+        num_features: usize,
+        device: &Device,
+    ) -> Self {
+        let tensors = GraphTensors::new(
+            graph.num_nodes(),
+            num_features,
+            &graph.edges,
+            &graph.features,
+            device,
+        );
+        let nodes = Splits::from_fn(|split| graph.nodes_in(split));
+        let train_index = index_tensor(nodes.train.iter().map(|&n| i64::from(n)), device);
+        let train_labels =
+            label_column(nodes.train.iter().filter_map(|&n| graph.labels[n as usize]), device);
+        Self {
+            model_config,
+            num_classes: graph.label_names.len(),
+            graph: tensors,
+            labels: graph.labels.clone(),
+            nodes,
+            train_index,
+            train_labels,
+        }
+    }
+
+    /// Class probabilities of every node, `[N * C]` row-major, with the net in inference mode.
+    pub fn probabilities(&self, model: &N) -> Result<Vec<f32>> {
+        let mut probabilities = to_host(model.logits(&self.graph, None))?;
+        for row in probabilities.chunks_mut(self.num_classes) {
+            softmax_in_place(row);
+        }
+        Ok(probabilities)
+    }
+}
+
+/// A numerically stable softmax of one row of logits.
+fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= total);
+}
+
+impl<N: GraphNet> Task for NodeClassification<N> {
+    type Model = N;
+    type Batch = ();
+
+    fn kind(&self) -> ModelKind {
+        N::KIND
+    }
+
+    fn init_model(&self, seed: u64, device: &Device) -> Result<N> {
+        Ok(N::build(
+            &self.model_config,
+            self.graph.num_features,
+            self.num_classes,
+            &mut HostRng::new(seed),
+            device,
+        ))
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        usize::from(!self.nodes.train.is_empty())
+    }
+
+    fn train_batches(&self, _rng: &mut HostRng) -> Result<Vec<()>> {
+        Ok(vec![()])
+    }
+
+    fn train_loss(&self, model: &N, _batch: &(), rng: &mut HostRng) -> Result<Tensor<1>> {
+        let logits = model.logits(&self.graph, Some(rng)).select(0, self.train_index.clone());
+        Ok(cross_entropy(logits, self.train_labels.clone()))
+    }
+
+    fn evaluate(&self, model: &N, split: Split) -> Result<Metrics> {
+        let nodes = self.nodes.get(split);
+        if nodes.is_empty() {
+            bail!("the {split} split has no labelled nodes");
+        }
+        let probabilities = self.probabilities(model)?;
+        let c = self.num_classes;
+        let labels: Vec<u32> = nodes.iter().filter_map(|&n| self.labels[n as usize]).collect();
+        let rows: Vec<f32> = nodes
+            .iter()
+            .flat_map(|&n| probabilities[n as usize * c..(n as usize + 1) * c].to_vec())
+            .collect();
+        Ok(metrics::classification(&rows, &labels, c))
+    }
+}
+
+/// Node classification with net `N`.
+pub struct NodeFamily<N>(PhantomData<N>);
+
+/// What `run.json` keeps: the net's input width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInput {
+    pub num_features: usize,
+}
+
+impl<N: GraphNet> NodeFamily<N> {
+    /// A task over `data` for a trained net: its labels and input width.
+    fn task_over(
+        trained: &Trained<Self>,
+        data: &GraphDataConfig,
+        device: &Device,
+    ) -> Result<(NodeClassification<N>, Graph)> {
+        let graph = Graph::load(data, Some(trained.labels()))?;
+        let num_features = trained.input.num_features;
+        if graph.num_features > num_features {
+            let index = graph.num_features - 1;
+            bail!(
+                "{}: feature index {index} is beyond the model's {num_features} input features",
+                describe_source(&data.source)
+            );
+        }
+        let task = NodeClassification::<N>::new(
+            trained.config.model.settings.clone(),
+            &graph,
+            num_features,
+            device,
+        );
+        Ok((task, graph))
+    }
+}
+
+impl<N: GraphNet> Family for NodeFamily<N> {
+    const KIND: ModelKind = N::KIND;
+    type Model = N::Config;
+    type Data = GraphDataConfig;
+    type Input = NodeInput;
+    type Task = NodeClassification<N>;
+
+    fn validate(config: &Config<Self>) -> Result<()> {
+        N::validate(&config.model)
+    }
+
+    fn metric_names(_config: &Config<Self>) -> Vec<String> {
+        metrics::CLASSIFICATION.map(String::from).to_vec()
+    }
+
+    fn prepare(
+        config: &Config<Self>,
+        device: &Device,
+        _resume_from: Option<&Path>,
+    ) -> Result<Prepared<Self>> {
+        let graph = Graph::load(&config.data, None)?;
+        for split in [Split::Train, Split::Val] {
+            if graph.nodes_in(split).is_empty() {
+                bail!(
+                    "{}: the {split} split has no labelled nodes",
+                    describe_source(&config.data.source)
+                );
+            }
+        }
+        let task = NodeClassification::<N>::new(
+            config.model.settings.clone(),
+            &graph,
+            graph.num_features,
+            device,
+        );
+        let input = NodeInput { num_features: graph.num_features };
+        Ok(Prepared { task, labels: graph.label_names.clone(), input, run_files: Vec::new() })
+    }
+
+    fn net(trained: &Trained<Self>, device: &Device) -> Result<N> {
+        let seed = trained.config.train.seed;
+        let (features, classes) = (trained.input.num_features, trained.labels().len());
+        Ok(N::build(&trained.config.model, features, classes, &mut HostRng::new(seed), device))
+    }
+
+    fn restore(trained: &Trained<Self>, device: &Device) -> Result<NodeClassification<N>> {
+        Ok(Self::task_over(trained, &trained.config.data, device)?.0)
+    }
+
+    fn score(
+        trained: &Trained<Self>,
+        input: &str,
+        output: &Path,
+        device: &Device,
+    ) -> Result<usize> {
+        let data = GraphDataConfig { source: input.to_string(), ..trained.config.data.clone() };
+        let (task, graph) = Self::task_over(trained, &data, device)?;
+        let probabilities = task.probabilities(&driver::load_net(trained, device)?)?;
+        let labels = trained.labels();
+        let mut writer = ClassScoreWriter::create(output, "node_id", labels)?;
+        for (node, row) in graph.node_ids.iter().zip(probabilities.chunks(labels.len())) {
+            writer.write(node, row)?;
+        }
+        writer.finish()
+    }
+
+    fn schema(trained: &Trained<Self>) -> serde_json::Value {
+        serde_json::json!({
+            "input": {
+                "format": "graph folder: nodes.csv (node_id,label,split), features.csv (node_id,feature_index[,value]), edges.csv (src,dst)",
+                "num_features": trained.input.num_features,
+            },
+            "output": ClassScoreWriter::columns("node_id", trained.labels()),
+        })
+    }
+}

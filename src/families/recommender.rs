@@ -1,0 +1,451 @@
+//! Graph recommendation: user and item embeddings from a graph encoder (LightGCN, GCN or
+//! GAT), trained with BPR, evaluated by full ranking.
+//!
+//! - Training: each epoch pairs every training interaction (user, positive item) with one
+//!   item the user never interacted with, drawn uniformly (seeded), and minimises
+//!   `softplus(s(u, neg) - s(u, pos))` plus `l2 / 2` times the squared norm of the batch's
+//!   initial (layer-0) embeddings per triple, as in LightGCN.
+//! - Evaluation: every test user is scored against every item, its training items masked
+//!   out; Recall@K and NDCG@K, in batches of users so memory stays bounded. The split files
+//!   have no validation part, so, as in the LightGCN paper's protocol, the test file also
+//!   serves as the validation split that picks the best epoch.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Int, Tensor};
+use rand::RngExt;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::driver;
+use super::family::{Config, Family, Prepared, Recommend, Trained};
+use crate::artifacts::scores::RecommendationWriter;
+use crate::base::config::{ModelKind, check_positive};
+use crate::base::metrics::{self, Metrics};
+use crate::base::progress::Progress;
+use crate::base::rng::HostRng;
+use crate::base::split::Split;
+use crate::base::tensor::{index_tensor, to_host};
+use crate::data::interactions::{InteractionDataConfig, Interactions};
+use crate::models::message_passing::NormalizedAdjacency;
+use crate::models::recommender::{Encoder, GraphRecommender, RecommenderNetConfig};
+use crate::train::Task;
+
+/// `[model]` for a recommender: the encoder plus the BPR loss and ranking settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecommenderConfig {
+    /// `lightgcn`, `gcn` or `gat`: what each propagation layer is.
+    pub encoder: Encoder,
+    pub embedding_size: usize,
+    /// Propagation layers K.
+    pub layers: usize,
+    /// Attention heads per layer with the GAT encoder; must divide `embedding_size`.
+    pub heads: usize,
+    /// Standard deviation of the normal initialisation (LightGCN-PyTorch uses 0.1).
+    pub init_std: f64,
+    /// Weight of the L2 penalty on the batch's initial embeddings (LightGCN's `decay`).
+    pub l2: f64,
+    /// Cut-offs K for Recall@K and NDCG@K.
+    pub eval_k: Vec<usize>,
+}
+
+impl Default for RecommenderConfig {
+    fn default() -> Self {
+        Self {
+            encoder: Encoder::Lightgcn,
+            embedding_size: 64,
+            layers: 3,
+            heads: 1,
+            init_std: 0.1,
+            l2: 1e-4,
+            eval_k: vec![20],
+        }
+    }
+}
+
+impl RecommenderConfig {
+    pub fn net(&self) -> RecommenderNetConfig {
+        RecommenderNetConfig {
+            encoder: self.encoder,
+            embedding_size: self.embedding_size,
+            layers: self.layers,
+            heads: self.heads,
+            init_std: self.init_std,
+        }
+    }
+}
+
+/// Users scored per device matmul when ranking all items.
+const USERS_PER_BATCH: usize = 256;
+
+pub struct Recommendation {
+    config: RecommenderConfig,
+    data: Interactions,
+    batch_size: usize,
+    train_items: Vec<Vec<u32>>,
+    test_items: Vec<Vec<u32>>,
+    test_users: Vec<u32>,
+    adjacency: NormalizedAdjacency,
+}
+
+impl Recommendation {
+    pub fn new(
+        config: RecommenderConfig,
+        data: Interactions,
+        batch_size: usize,
+        device: &Device,
+    ) -> Self {
+        let train_items = Interactions::by_user(&data.train, data.num_users);
+        let test_items = Interactions::by_user(&data.test, data.num_users);
+        let test_users =
+            (0..data.num_users as u32).filter(|&u| !test_items[u as usize].is_empty()).collect();
+        let adjacency = GraphRecommender::adjacency(
+            config.encoder,
+            data.num_users,
+            data.num_items,
+            &data.train,
+            &data.train_weights,
+            device,
+        );
+        Self { config, data, batch_size, train_items, test_items, test_users, adjacency }
+    }
+
+    /// User and item embeddings after propagation, with the net in inference mode.
+    fn embeddings(&self, model: &GraphRecommender) -> (Tensor<2>, Tensor<2>) {
+        let all = model.propagate(&self.adjacency);
+        let users = all.clone().narrow(0, 0, self.data.num_users);
+        let items = all.narrow(0, self.data.num_users, self.data.num_items);
+        (users, items)
+    }
+
+    /// Calls `visit(user, scores)` for each user, scores over all items with the user's
+    /// training items set to -inf, computed `USERS_PER_BATCH` users at a time.
+    fn rank(
+        &self,
+        model: &GraphRecommender,
+        users: &[u32],
+        mut visit: impl FnMut(u32, &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let (user_embeddings, item_embeddings) = self.embeddings(model);
+        let item_embeddings_t = item_embeddings.transpose();
+        let device = user_embeddings.device();
+        let items = self.data.num_items;
+        for chunk in users.chunks(USERS_PER_BATCH) {
+            let index = index_tensor(chunk.iter().map(|&u| i64::from(u)), &device);
+            let mut scores = to_host(
+                user_embeddings.clone().select(0, index).matmul(item_embeddings_t.clone()),
+            )?;
+            for (row, &user) in scores.chunks_mut(items).zip(chunk) {
+                for &seen in &self.train_items[user as usize] {
+                    row[seen as usize] = f32::NEG_INFINITY;
+                }
+                visit(user, row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Users with training interactions: the ones a recommender can rank for.
+    fn trained_users(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.data.num_users as u32).filter(|&u| !self.train_items[u as usize].is_empty())
+    }
+}
+
+impl Task for Recommendation {
+    type Model = GraphRecommender;
+    type Batch = Vec<[u32; 3]>;
+
+    fn kind(&self) -> ModelKind {
+        ModelKind::Recommender
+    }
+
+    fn init_model(&self, seed: u64, device: &Device) -> Result<GraphRecommender> {
+        Ok(GraphRecommender::new(
+            &self.config.net(),
+            self.data.num_users,
+            self.data.num_items,
+            &mut HostRng::new(seed),
+            device,
+        ))
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        self.data.train.len().div_ceil(self.batch_size)
+    }
+
+    fn train_batches(&self, rng: &mut HostRng) -> Result<Vec<Self::Batch>> {
+        let mut pairs = self.data.train.clone();
+        pairs.shuffle(rng.inner());
+        let items = self.data.num_items as u32;
+        let triples: Vec<[u32; 3]> = pairs
+            .into_iter()
+            .map(|(user, positive)| {
+                // `prepare` made sure every user leaves at least one item unseen.
+                let seen = &self.train_items[user as usize];
+                loop {
+                    let negative = rng.inner().random_range(0..items);
+                    if seen.binary_search(&negative).is_err() {
+                        return [user, positive, negative];
+                    }
+                }
+            })
+            .collect();
+        Ok(triples.chunks(self.batch_size).map(|c| c.to_vec()).collect())
+    }
+
+    fn train_loss(
+        &self,
+        model: &GraphRecommender,
+        batch: &Self::Batch,
+        _rng: &mut HostRng,
+    ) -> Result<Tensor<1>> {
+        let device = model.embedding.val().device();
+        let n = batch.len();
+        let offset = self.data.num_users as i64;
+        let column = |at: usize, shift: i64| -> Tensor<1, Int> {
+            index_tensor(batch.iter().map(|t| i64::from(t[at]) + shift), &device)
+        };
+        let (users, positives, negatives) = (column(0, 0), column(1, offset), column(2, offset));
+        let all = model.propagate(&self.adjacency);
+        let user_rows = all.clone().select(0, users.clone());
+        let positive_scores =
+            (user_rows.clone() * all.clone().select(0, positives.clone())).sum_dim(1);
+        let negative_scores = (user_rows * all.select(0, negatives.clone())).sum_dim(1);
+        let bpr = softplus(negative_scores - positive_scores, 1.0).mean();
+        let initial = model.embedding.val();
+        let squared_norm = |index: Tensor<1, Int>| initial.clone().select(0, index).square().sum();
+        let squared_norms = squared_norm(users) + squared_norm(positives) + squared_norm(negatives);
+        Ok(bpr + squared_norms * (self.config.l2 / (2.0 * n as f64)))
+    }
+
+    /// The split files have no validation part: the test interactions stand for it while
+    /// training, as in LightGCN (`eval` refuses `--split val`: `EVAL_SPLITS`).
+    fn evaluate(&self, model: &GraphRecommender, _split: Split) -> Result<Metrics> {
+        let ks = &self.config.eval_k;
+        let max_k = ks.iter().copied().max().unwrap_or(20);
+        let mut sums = vec![(0.0, 0.0); ks.len()];
+        self.rank(model, &self.test_users, |user, scores| {
+            let ranked = metrics::top_k(scores, max_k);
+            for (sum, &k) in sums.iter_mut().zip(ks) {
+                let (recall, ndcg) =
+                    metrics::recall_ndcg_at_k(&ranked, &self.test_items[user as usize], k);
+                sum.0 += recall;
+                sum.1 += ndcg;
+            }
+            Ok(())
+        })?;
+        let users = self.test_users.len().max(1) as f64;
+        let mut out = Metrics::default();
+        for (&(recall, ndcg), k) in sums.iter().zip(ks) {
+            out.push(format!("recall@{k}"), recall / users);
+            out.push(format!("ndcg@{k}"), ndcg / users);
+        }
+        Ok(out)
+    }
+}
+
+pub struct RecommenderFamily;
+
+/// What `run.json` keeps: the sizes of the embedding table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommenderInput {
+    pub num_users: usize,
+    pub num_items: usize,
+}
+
+impl RecommenderFamily {
+    fn load(config: &Config<Self>) -> Result<Interactions> {
+        let data = Interactions::load(&config.data)?;
+        if data.skipped_test_users > 0 {
+            eprintln!(
+                "note: {} test users have no training interactions and are left out of evaluation (they cannot be ranked)",
+                data.skipped_test_users
+            );
+        }
+        Ok(data)
+    }
+}
+
+impl Family for RecommenderFamily {
+    const KIND: ModelKind = ModelKind::Recommender;
+    const EVAL_SPLITS: &'static [Split] = &[Split::Test];
+    type Model = RecommenderConfig;
+    type Data = InteractionDataConfig;
+    type Input = RecommenderInput;
+    type Task = Recommendation;
+
+    fn validate(config: &Config<Self>) -> Result<()> {
+        let model = &config.model;
+        check_positive("model.embedding_size", model.embedding_size)?;
+        if model.encoder == Encoder::Gat
+            && (model.heads == 0 || model.embedding_size % model.heads != 0)
+        {
+            bail!(
+                "model.heads: must divide model.embedding_size ({}), got {}",
+                model.embedding_size,
+                model.heads
+            );
+        }
+        if model.eval_k.iter().any(|&k| k == 0) || model.eval_k.is_empty() {
+            bail!("model.eval_k: expected a list of cut-offs of at least 1, e.g. [20]");
+        }
+        Ok(())
+    }
+
+    fn metric_names(config: &Config<Self>) -> Vec<String> {
+        config
+            .model
+            .eval_k
+            .iter()
+            .flat_map(|k| [format!("recall@{k}"), format!("ndcg@{k}")])
+            .collect()
+    }
+
+    fn prepare(
+        config: &Config<Self>,
+        device: &Device,
+        _resume_from: Option<&Path>,
+    ) -> Result<Prepared<Self>> {
+        let data = Self::load(config)?;
+        let input = RecommenderInput { num_users: data.num_users, num_items: data.num_items };
+        let task = Recommendation::new(
+            config.model.settings.clone(),
+            data,
+            config.train.batch_size,
+            device,
+        );
+        if let Some(user) = task
+            .trained_users()
+            .find(|&u| task.train_items[u as usize].len() >= task.data.num_items)
+        {
+            let id = task.data.user_id(user);
+            bail!(
+                "{}: user {id} interacted with every item, so BPR has no negative item to sample for it",
+                source_name(&config.data)
+            );
+        }
+        Ok(Prepared { task, labels: Vec::new(), input, run_files: Vec::new() })
+    }
+
+    fn net(trained: &Trained<Self>, device: &Device) -> Result<GraphRecommender> {
+        let RecommenderInput { num_users, num_items } = trained.input;
+        let mut rng = HostRng::new(trained.config.train.seed);
+        Ok(GraphRecommender::new(
+            &trained.config.model.net(),
+            num_users,
+            num_items,
+            &mut rng,
+            device,
+        ))
+    }
+
+    fn restore(trained: &Trained<Self>, device: &Device) -> Result<Recommendation> {
+        let config = &trained.config;
+        let data = Self::load(config)?;
+        let found = RecommenderInput { num_users: data.num_users, num_items: data.num_items };
+        if found != trained.input {
+            bail!(
+                "{}: the interaction data now has {} users and {} items, the model was trained on {} and {}",
+                source_name(&config.data),
+                found.num_users,
+                found.num_items,
+                trained.input.num_users,
+                trained.input.num_items
+            );
+        }
+        Ok(Recommendation::new(
+            config.model.settings.clone(),
+            data,
+            config.train.batch_size,
+            device,
+        ))
+    }
+
+    fn score(
+        _trained: &Trained<Self>,
+        _input: &str,
+        _output: &Path,
+        _device: &Device,
+    ) -> Result<usize> {
+        bail!(
+            "a recommender ranks items per user: use `shopnet recommend --run RUN_DIR --users all --k 20 --output recs.csv`"
+        )
+    }
+
+    fn schema(trained: &Trained<Self>) -> serde_json::Value {
+        serde_json::json!({
+            "input": { "format": "user ids as in the training interaction files", "sizes": trained.input },
+            "output": RecommendationWriter::COLUMNS,
+        })
+    }
+}
+
+impl Recommend for RecommenderFamily {
+    fn recommend(
+        trained: &Trained<Self>,
+        users: &str,
+        k: usize,
+        output: &Path,
+        device: &Device,
+    ) -> Result<usize> {
+        let task = Self::restore(trained, device)?;
+        let model = driver::load_net(trained, device)?;
+        let user_list: Vec<u32> = match users {
+            "all" => task.trained_users().collect(),
+            file => read_user_ids(Path::new(file), &task)?,
+        };
+        let mut writer = RecommendationWriter::create(output)?;
+        let progress = Progress::new(Some(user_list.len() as u64), 0, "users");
+        task.rank(&model, &user_list, |user, scores| {
+            for (rank, item) in metrics::top_k(scores, k).into_iter().enumerate() {
+                writer.write(
+                    task.data.user_id(user),
+                    rank + 1,
+                    task.data.item_id(item),
+                    scores[item as usize],
+                )?;
+            }
+            progress.advance(1, None);
+            Ok(())
+        })?;
+        progress.finish();
+        writer.finish()
+    }
+}
+
+/// The file `[data]` reads interactions from, for messages.
+fn source_name(data: &InteractionDataConfig) -> &str {
+    data.train.as_deref().or(data.events.as_deref()).unwrap_or("[data]")
+}
+
+/// One user id per line, as in the interaction files; each must be a trained user.
+fn read_user_ids(path: &Path, task: &Recommendation) -> Result<Vec<u32>> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let trained: HashMap<u64, u32> =
+        task.trained_users().map(|u| (task.data.user_id(u), u)).collect();
+    let mut users = Vec::new();
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("{}: cannot read", path.display()))?;
+        let raw = line.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        let id: u64 = raw.parse().map_err(|_| {
+            anyhow!("{}:{}: expected a user id, got {raw:?}", path.display(), number + 1)
+        })?;
+        let index = trained.get(&id).ok_or_else(|| {
+            anyhow!("{}:{}: user {id} has no training interactions", path.display(), number + 1)
+        })?;
+        users.push(*index);
+    }
+    if users.is_empty() {
+        bail!("{}: no user ids", path.display());
+    }
+    Ok(users)
+}
