@@ -55,9 +55,12 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Each sentence's hidden rows, `[sentence][token][hidden]`.
+type HiddenRows = Vec<Vec<Vec<f32>>>;
+
 /// Tokenizes every fixture sentence, checks the ids, and runs them as one padded batch:
 /// returns each sentence's hidden rows `[len][hidden]` and the encoder.
-fn run(folder: &Path, sentences: &[Value]) -> (Vec<Vec<Vec<f32>>>, Bert, Vec<Vec<u32>>) {
+fn run(folder: &Path, sentences: &[Value]) -> (HiddenRows, Bert, Vec<Vec<u32>>) {
     let device = Device::flex();
     let files = ModelFiles::resolve(folder.to_str().unwrap()).unwrap();
     let (config, bert) = files.load(&device).unwrap();

@@ -70,11 +70,13 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     // 10 classes: chance is 0.1; four epochs of this tiny net reach about 0.49.
     let accuracy = report_metric(&run, "test_accuracy");
     assert!(accuracy > 0.3, "test accuracy {accuracy}");
-    for k in [1, 5, 10] {
+    // Retrieval within the test split, known values of this seed and net (2 threads): a
+    // search that returned the query itself would give recall@1 = 1, a broken embedding
+    // about 0.1 (chance for 10 classes).
+    for (k, known) in [(1, 0.5026), (5, 0.8316), (10, 0.9368)] {
         let recall = report_metric(&run, &format!("test_recall@{k}"));
-        assert!((0.0..=1.0).contains(&recall), "recall@{k} {recall}");
+        assert!((recall - known).abs() < 0.03, "recall@{k} {recall}, known {known}");
     }
-    assert!(report_metric(&run, "test_recall@10") >= report_metric(&run, "test_recall@1"));
 
     // eval reproduces the test metrics the training run reported.
     let run_arg = run.to_str().unwrap();

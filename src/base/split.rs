@@ -16,16 +16,20 @@ impl Split {
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
     /// Reads a split column's value: `Ok(None)` for an example in no split.
-    pub fn parse(raw: &str) -> Result<Option<Self>, ()> {
+    pub fn parse(raw: &str) -> Result<Option<Self>, UnknownSplit> {
         Ok(Some(match raw.to_ascii_lowercase().as_str() {
             "train" => Split::Train,
             "val" | "valid" | "validation" => Split::Val,
             "test" => Split::Test,
             "" | "none" | "unlabeled" | "unlabelled" => return Ok(None),
-            _ => return Err(()),
+            _ => return Err(UnknownSplit),
         }))
     }
 }
+
+/// A split column value that names no split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownSplit;
 
 impl std::fmt::Display for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +76,7 @@ mod tests {
     fn parses_split_names_and_refuses_others() {
         assert_eq!(Split::parse("Validation"), Ok(Some(Split::Val)));
         assert_eq!(Split::parse(""), Ok(None));
-        assert_eq!(Split::parse("dev"), Err(()));
+        assert_eq!(Split::parse("dev"), Err(UnknownSplit));
     }
 
     #[test]

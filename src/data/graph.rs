@@ -129,9 +129,10 @@ impl Graph {
     }
 }
 
-fn read_nodes(
-    (name, input): (String, Box<dyn Read>),
-) -> Result<(Vec<String>, Vec<String>, Vec<Option<Split>>)> {
+/// Node ids, raw labels and splits, in file order.
+type NodeRows = (Vec<String>, Vec<String>, Vec<Option<Split>>);
+
+fn read_nodes((name, input): (String, Box<dyn Read>)) -> Result<NodeRows> {
     let mut csv = CsvSource::new(name, input, &["node_id", "label", "split"])?;
     let (id_col, label_col, split_col) = (
         csv.column("node_id").unwrap(),
@@ -151,7 +152,7 @@ fn read_nodes(
             return Err(row.error(format!("node {id:?} is listed twice (first on line {first})")));
         }
         let split_raw = row.text(split_col, "split")?;
-        let split = Split::parse(split_raw).map_err(|()| {
+        let split = Split::parse(split_raw).map_err(|_| {
             row.error(format!("split: expected train, val, test or none, got {split_raw:?}"))
         })?;
         let label = row.text(label_col, "label")?;

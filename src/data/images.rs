@@ -96,7 +96,7 @@ impl ImageDataConfig {
                 "data.source: missing (a class folder, a CSV of path,label, or an IDX image file)"
             );
         }
-        if self.std.iter().any(|&s| !(s > 0.0)) {
+        if self.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
             bail!("data.std: every value must be above 0, got {:?}", self.std);
         }
         check_fraction("data.test_fraction", self.test_fraction)?;

@@ -270,6 +270,10 @@ impl UserHistories {
         self.histories.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.histories.is_empty()
+    }
+
     /// User ids in ascending order: outputs are deterministic whatever the log's order.
     pub fn sorted_users(&self) -> Vec<u64> {
         let mut users: Vec<u64> = self.histories.keys().copied().collect();

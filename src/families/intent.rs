@@ -223,7 +223,7 @@ impl Family for IntentFamily {
         for (key, value) in sizes {
             check_positive(key, value)?;
         }
-        if model.kernel_size % 2 == 0 {
+        if model.kernel_size.is_multiple_of(2) {
             bail!(
                 "model.kernel_size: must be odd (so that the convolution keeps the sequence length), got {}",
                 model.kernel_size

@@ -284,7 +284,7 @@ impl Family for RecommenderFamily {
         let model = &config.model;
         check_positive("model.embedding_size", model.embedding_size)?;
         if model.encoder == Encoder::Gat
-            && (model.heads == 0 || model.embedding_size % model.heads != 0)
+            && (model.heads == 0 || !model.embedding_size.is_multiple_of(model.heads))
         {
             bail!(
                 "model.heads: must divide model.embedding_size ({}), got {}",
@@ -292,7 +292,7 @@ impl Family for RecommenderFamily {
                 model.heads
             );
         }
-        if model.eval_k.iter().any(|&k| k == 0) || model.eval_k.is_empty() {
+        if model.eval_k.contains(&0) || model.eval_k.is_empty() {
             bail!("model.eval_k: expected a list of cut-offs of at least 1, e.g. [20]");
         }
         Ok(())

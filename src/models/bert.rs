@@ -129,14 +129,14 @@ impl BertConfig {
         ] {
             check_positive(key, value)?;
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 self.hidden_size,
                 self.num_attention_heads
             );
         }
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             bail!("layer_norm_eps: must be positive, got {}", self.layer_norm_eps);
         }
         Ok(())

@@ -190,7 +190,7 @@ mod tests {
             .iter()
             .map(|row| std::array::from_fn(|k| row[0] * w[0][k] + row[1] * w[1][k]))
             .collect();
-        let mut out = vec![[0f32; 4]; 4];
+        let mut out = [[0f32; 4]; 4];
         for head in 0..2 {
             let feature = |node: usize, f: usize| h[node][head * 2 + f];
             let score = |s: usize, d: usize| {
@@ -199,14 +199,14 @@ mod tests {
                     .sum();
                 if raw > 0.0 { raw } else { 0.2 * raw }
             };
-            for i in 0..4 {
+            for (i, out_row) in out.iter_mut().enumerate() {
                 let incoming: Vec<usize> =
                     edges.iter().filter(|e| e.1 as usize == i).map(|e| e.0 as usize).collect();
                 let total: f32 = incoming.iter().map(|&j| score(j, i).exp()).sum();
                 for &j in &incoming {
                     let alpha = score(j, i).exp() / total;
                     for f in 0..2 {
-                        out[i][head * 2 + f] += alpha * feature(j, f);
+                        out_row[head * 2 + f] += alpha * feature(j, f);
                     }
                 }
             }

@@ -92,6 +92,8 @@ impl NormalizedAdjacency {
 }
 
 /// Node features, stored sparse or dense by their density.
+// One value per graph: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum NodeFeatures {
     Sparse(SparseInput),

@@ -9,7 +9,7 @@ use crate::base::config::{OptimizerKind, TrainConfig};
 
 pub fn build(config: &TrainConfig) -> ModuleOptimizer {
     let clipping = (config.clip_grad_norm > 0.0)
-        .then(|| GradientClippingConfig::Norm(config.clip_grad_norm as f32));
+        .then_some(GradientClippingConfig::Norm(config.clip_grad_norm as f32));
     // Adam's and SGD's weight decay is the L2 penalty added to the gradient (as in
     // PyTorch's `weight_decay`, and the GCN/GAT papers); AdamW's is decoupled.
     let l2 =
