@@ -1,10 +1,15 @@
 //! The one place a compute device is chosen, from `runtime.device` or `--device`.
 //!
 //! Burn 0.22 tensors carry no backend type, so everything downstream takes a `Device`.
+//! `wgpu` means a GPU API (Vulkan, Metal or DX12): wgpu's own automatic choice falls back
+//! to OpenGL, which on a machine with Mesa but no Vulkan driver is llvmpipe, a software
+//! rasteriser where one GCN epoch takes minutes. OpenGL is used only when named
+//! (`wgpu:gl`), and the adapter in use is always said.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use anyhow::{Result, anyhow, bail};
+use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind, Tensor};
 
 use super::config::ConfigDoc;
@@ -17,45 +22,72 @@ pub enum DeviceSpec {
     /// burn-ndarray, deprecated in 0.22; only for comparing CPU backends.
     #[cfg(feature = "ndarray")]
     Ndarray,
-    Wgpu(DeviceKind),
+    /// A wgpu adapter of `kind`, on a named graphics API or (`None`) the platform's GPU APIs.
+    Wgpu { kind: DeviceKind, api: Option<WgpuBackend> },
 }
+
+const DEVICE_NAMES: &str = "cpu, wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N, \
+     optionally with a graphics API after wgpu (wgpu:vulkan, wgpu:metal, wgpu:dx12, wgpu:gl:discrete:0)";
 
 impl DeviceSpec {
     pub fn parse(name: &str) -> Result<Self> {
         let lower = name.trim().to_ascii_lowercase();
         let parts: Vec<&str> = lower.split(':').collect();
-        let index = |raw: Option<&&str>| -> Result<usize> {
-            raw.map_or(Ok(0), |s| {
-                s.parse().map_err(|_| anyhow!("device {name:?}: {s:?} is not a device index"))
-            })
-        };
-        Ok(match parts.as_slice() {
-            ["cpu"] | ["flex"] => DeviceSpec::Cpu,
+        match parts.as_slice() {
+            ["cpu"] | ["flex"] => Ok(DeviceSpec::Cpu),
             #[cfg(feature = "ndarray")]
-            ["ndarray"] => DeviceSpec::Ndarray,
-            ["wgpu"] | ["gpu"] => DeviceSpec::Wgpu(DeviceKind::DefaultDevice),
-            ["wgpu", "cpu"] => DeviceSpec::Wgpu(DeviceKind::Cpu),
-            ["wgpu", "discrete", rest @ ..] => {
-                DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(index(rest.first())?))
+            ["ndarray"] => Ok(DeviceSpec::Ndarray),
+            ["wgpu" | "gpu", rest @ ..] => {
+                let (api, rest) = match rest.first().and_then(|first| graphics_api(first)) {
+                    Some(api) => (Some(api), &rest[1..]),
+                    None => (None, rest),
+                };
+                Ok(DeviceSpec::Wgpu { kind: adapter_kind(name, rest)?, api })
             }
-            ["wgpu", "integrated", rest @ ..] => {
-                DeviceSpec::Wgpu(DeviceKind::IntegratedGpu(index(rest.first())?))
-            }
-            ["wgpu", n] => DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(index(Some(n))?)),
             _ => bail!(
-                "unknown device {name:?}: expected cpu, wgpu, wgpu:cpu, wgpu:discrete:N or wgpu:integrated:N{}",
+                "unknown device {name:?}: expected {DEVICE_NAMES}{}",
                 if cfg!(feature = "ndarray") {
                     " or ndarray"
                 } else {
                     " (ndarray needs --features ndarray)"
                 }
             ),
-        })
+        }
     }
 
     pub fn is_cpu(&self) -> bool {
-        !matches!(self, DeviceSpec::Wgpu(_))
+        !matches!(self, DeviceSpec::Wgpu { .. })
     }
+}
+
+fn graphics_api(name: &str) -> Option<WgpuBackend> {
+    Some(match name {
+        "vulkan" => WgpuBackend::Vulkan,
+        "metal" => WgpuBackend::Metal,
+        "dx12" => WgpuBackend::Dx12,
+        "gl" | "opengl" => WgpuBackend::Gl,
+        _ => return None,
+    })
+}
+
+/// The adapter part of a wgpu device name: nothing, `cpu`, `discrete[:N]`,
+/// `integrated[:N]` or a bare index (a discrete GPU).
+fn adapter_kind(name: &str, parts: &[&str]) -> Result<DeviceKind> {
+    let index = |raw: Option<&&str>| -> Result<usize> {
+        raw.map_or(Ok(0), |s| {
+            s.parse().map_err(|_| anyhow!("device {name:?}: {s:?} is not a device index"))
+        })
+    };
+    Ok(match parts {
+        [] => DeviceKind::DefaultDevice,
+        ["cpu"] => DeviceKind::Cpu,
+        ["discrete", rest @ ..] if rest.len() <= 1 => DeviceKind::DiscreteGpu(index(rest.first())?),
+        ["integrated", rest @ ..] if rest.len() <= 1 => {
+            DeviceKind::IntegratedGpu(index(rest.first())?)
+        }
+        [n] => DeviceKind::DiscreteGpu(index(Some(n))?),
+        _ => bail!("unknown device {name:?}: expected {DEVICE_NAMES}"),
+    })
 }
 
 /// The device of a run or job: `--device` when given, else the config's `runtime.device`;
@@ -84,46 +116,84 @@ pub fn open(spec: &DeviceSpec) -> Result<Device> {
         DeviceSpec::Cpu => "flex",
         #[cfg(feature = "ndarray")]
         DeviceSpec::Ndarray => "ndarray",
-        DeviceSpec::Wgpu(_) => "wgpu",
+        DeviceSpec::Wgpu { .. } => "wgpu",
     };
     // SAFETY: called from the main thread before any tensor work; no other thread reads
     // the environment concurrently.
     unsafe { std::env::set_var("BURN_DEVICE", default_backend) };
-    let device = match spec {
-        DeviceSpec::Cpu => Device::flex(),
+    match spec {
+        DeviceSpec::Cpu => Ok(Device::flex()),
         #[cfg(feature = "ndarray")]
         #[allow(deprecated)]
-        DeviceSpec::Ndarray => Device::ndarray(),
-        DeviceSpec::Wgpu(kind) => Device::wgpu(kind.clone()),
-    };
-    if !spec.is_cpu() {
-        probe(&device).map_err(|reason| {
-            anyhow!(
-                "device {spec:?} is not usable: {reason}. On a machine without a GPU, Debian's \
-                 mesa-vulkan-drivers package provides a software Vulkan device (lavapipe)"
-            )
-        })?;
+        DeviceSpec::Ndarray => Ok(Device::ndarray()),
+        DeviceSpec::Wgpu { kind, api } => open_wgpu(kind, *api),
     }
-    Ok(device)
 }
 
-fn probe(device: &Device) -> Result<(), String> {
+/// The first of the candidate APIs that gives an adapter of `kind` able to run a kernel;
+/// says which adapter that is on stderr.
+fn open_wgpu(kind: &DeviceKind, api: Option<WgpuBackend>) -> Result<Device> {
+    let candidates = match api {
+        Some(api) => vec![api],
+        None if cfg!(target_os = "macos") => vec![WgpuBackend::Metal],
+        None => vec![WgpuBackend::Vulkan, WgpuBackend::Dx12],
+    };
+    let mut reasons = Vec::new();
+    for api in candidates {
+        match init_wgpu(kind, api) {
+            Ok((device, adapter)) => {
+                eprintln!("device: wgpu {adapter}");
+                return Ok(device);
+            }
+            Err(reason) => reasons.push(format!("{api:?}: {reason}")),
+        }
+    }
+    bail!(
+        "device wgpu ({kind:?}) is not usable: {}. On a machine without a GPU, Debian's mesa-vulkan-drivers \
+         package provides a software Vulkan device (lavapipe); OpenGL is used only when named (wgpu:gl)",
+        reasons.join("; ")
+    )
+}
+
+/// Initialises one API's adapter and runs a test kernel on it; returns the device and a
+/// description of the adapter (name, API, and whether it is a software renderer).
+fn init_wgpu(kind: &DeviceKind, api: WgpuBackend) -> Result<(Device, String), String> {
+    let init =
+        || Device::wgpu_options().device_kind(kind.clone()).graphics_api(api).init_with_setup();
+    let (device, setup) = quietly(init)?.map_err(|err| first_line(&err.to_string()))?;
+    let info = setup.adapter.get_info();
+    let software =
+        if info.device_type == wgpu::DeviceType::Cpu { ", a software renderer" } else { "" };
+    probe(&device)?;
+    Ok((device, format!("{} ({:?}{software})", info.name, info.backend)))
+}
+
+/// Runs `f`, turning a panic into its message (and keeping it off stderr).
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let sum = Tensor::<1>::from_floats([1.0, 2.0], device).sum().into_scalar::<f32>();
-        (sum - 3.0).abs() < 1e-6
-    }));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
     std::panic::set_hook(previous_hook);
-    match outcome {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("a test kernel returned a wrong result".into()),
-        Err(payload) => Err(payload
+    outcome.map_err(|payload| {
+        payload
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .map(|s| s.lines().next().unwrap_or_default().to_string())
-            .unwrap_or_else(|| "no adapter found".into())),
+            .map(|s| first_line(&s))
+            .unwrap_or_else(|| "no adapter found".into())
+    })
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+fn probe(device: &Device) -> Result<(), String> {
+    let sum = quietly(|| Tensor::<1>::from_floats([1.0, 2.0], device).sum().into_scalar::<f32>())?;
+    if (sum - 3.0).abs() < 1e-6 {
+        Ok(())
+    } else {
+        Err("a test kernel returned a wrong result".into())
     }
 }
 
@@ -133,16 +203,26 @@ mod tests {
 
     #[test]
     fn parses_device_names() {
+        let wgpu = |kind, api| DeviceSpec::Wgpu { kind, api };
         assert_eq!(DeviceSpec::parse("cpu").unwrap(), DeviceSpec::Cpu);
-        assert_eq!(DeviceSpec::parse("WGPU").unwrap(), DeviceSpec::Wgpu(DeviceKind::DefaultDevice));
+        assert_eq!(DeviceSpec::parse("WGPU").unwrap(), wgpu(DeviceKind::DefaultDevice, None));
         assert_eq!(
             DeviceSpec::parse("wgpu:discrete:1").unwrap(),
-            DeviceSpec::Wgpu(DeviceKind::DiscreteGpu(1))
+            wgpu(DeviceKind::DiscreteGpu(1), None)
         );
-        assert_eq!(DeviceSpec::parse("wgpu:cpu").unwrap(), DeviceSpec::Wgpu(DeviceKind::Cpu));
+        assert_eq!(DeviceSpec::parse("wgpu:cpu").unwrap(), wgpu(DeviceKind::Cpu, None));
+        assert_eq!(
+            DeviceSpec::parse("wgpu:gl").unwrap(),
+            wgpu(DeviceKind::DefaultDevice, Some(WgpuBackend::Gl))
+        );
+        assert_eq!(
+            DeviceSpec::parse("wgpu:vulkan:integrated:2").unwrap(),
+            wgpu(DeviceKind::IntegratedGpu(2), Some(WgpuBackend::Vulkan))
+        );
         assert!(
             DeviceSpec::parse("tpu").unwrap_err().to_string().starts_with("unknown device \"tpu\"")
         );
         assert!(DeviceSpec::parse("wgpu:x").is_err());
+        assert!(DeviceSpec::parse("wgpu:discrete:1:2").is_err());
     }
 }

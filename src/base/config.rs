@@ -313,7 +313,8 @@ impl Default for EarlyStoppingConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// `cpu` (burn-flex), `wgpu`, `wgpu:cpu`, `wgpu:discrete:N`, `wgpu:integrated:N`,
+    /// `cpu` (burn-flex), `wgpu`, `wgpu:cpu`, `wgpu:discrete:N`, `wgpu:integrated:N` (a
+    /// graphics API may follow `wgpu`: `wgpu:vulkan`, `wgpu:metal`, `wgpu:dx12`, `wgpu:gl`),
     /// or `ndarray` when built with that feature.
     pub device: String,
     /// CPU threads for the flex backend; 0 lets rayon use every core.

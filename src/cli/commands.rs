@@ -10,7 +10,7 @@ use super::{Command, EvalSplit, SynthData, TokenizerCommand};
 use crate::artifacts::bundle;
 use crate::artifacts::embeddings::{self, EmbeddingIndex};
 use crate::artifacts::opened::Artifacts;
-use crate::artifacts::run_dir::STATE_FILE;
+use crate::artifacts::run_dir::{CONFIG_FILE, RUN_FILE};
 use crate::base::backend::{self, DeviceSpec};
 use crate::base::config::{ConfigDoc, ModelKind};
 use crate::base::split::Split;
@@ -113,16 +113,13 @@ fn train(args: TrainArgs) -> Result<()> {
     }
     let (doc, target) = match (&args.config, args.resume) {
         (_, Some(run)) => {
-            if !run.join(STATE_FILE).is_file() {
-                bail!("{}: not a resumable run directory (no {STATE_FILE})", run.display());
+            if !run.join(RUN_FILE).is_file() || !run.join(CONFIG_FILE).is_file() {
+                bail!(
+                    "{}: not a resumable run directory (no {RUN_FILE} and {CONFIG_FILE})",
+                    run.display()
+                );
             }
-            (
-                ConfigDoc::load(
-                    &run.join(crate::artifacts::run_dir::CONFIG_FILE),
-                    &args.overrides,
-                )?,
-                RunTarget::Resume(run),
-            )
+            (ConfigDoc::load(&run.join(CONFIG_FILE), &args.overrides)?, RunTarget::Resume(run))
         }
         (Some(path), None) => {
             let doc = ConfigDoc::load(path, &args.overrides)?;

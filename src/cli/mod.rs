@@ -31,7 +31,8 @@ pub enum Command {
         /// The run's TOML config.
         #[arg(long, required_unless_present = "resume", conflicts_with = "resume")]
         config: Option<PathBuf>,
-        /// cpu, wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N (default: runtime.device).
+        /// cpu, wgpu, wgpu:cpu, wgpu:discrete:N, wgpu:integrated:N; a graphics API may follow
+        /// wgpu (wgpu:vulkan, wgpu:gl, ...) (default: runtime.device).
         #[arg(long)]
         device: Option<String>,
         /// Override any config key, e.g. --set train.lr=0.01 (repeatable).

@@ -74,15 +74,16 @@ pub fn train<F: Family>(job: TrainJob<'_>) -> Result<TrainSummary> {
             dir
         }
         RunTarget::New { out, name } => {
+            // run.json last: a directory that has it holds everything a resume needs.
             let dir = run_dir::create_run_dir(&out, &name)?;
-            write_json(&dir.join(RUN_FILE), &info)?;
             for (name, bytes) in &prepared.run_files {
                 write_atomic(&dir.join(name), bytes)?;
             }
+            write_resolved_config(&dir, &config)?;
+            write_json(&dir.join(RUN_FILE), &info)?;
             dir
         }
     };
-    write_resolved_config(&run_dir, &config)?;
     let validation_metrics = F::metric_names(&config);
     let fit = Fit {
         run_dir: &run_dir,

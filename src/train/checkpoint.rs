@@ -46,6 +46,19 @@ pub fn save<M: Module + Clone>(
     Ok(())
 }
 
+/// Removes the temporary files that writers killed mid-write left in `dir` (shopnet's
+/// `.NAME.PID.tmp`, burn-store's `NAME.PID-N.tmp`); a run directory has one writer, so
+/// none of them is still being written.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// The state, model and optimiser of the checkpoint `state.json` names. `fresh` is an
 /// initialised model the record is loaded into, `optimizer` a new optimiser to restore.
 pub fn restore<M: Module>(

@@ -144,7 +144,13 @@ pub fn fit<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<FitOutcome>
 fn start<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<Session<T::Model>> {
     let train_device = fit.device.clone().autodiff();
     let fresh = task.init_model(fit.config.seed, &train_device)?;
-    let (model, optimizer, state) = if resume {
+    // A run killed before its first checkpoint landed has no state yet: it starts over
+    // in its own directory.
+    let resumable = resume && fit.run_dir.join(STATE_FILE).is_file();
+    if resume {
+        checkpoint::remove_stale_temporaries(fit.run_dir);
+    }
+    let (model, optimizer, state) = if resumable {
         checkpoint::restore(fit.run_dir, fresh, optim::build(fit.config))?
     } else {
         (fresh, optim::build(fit.config), RunState::default())
@@ -167,7 +173,7 @@ fn start<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<Session<T::Mo
     );
     let mut session =
         Session { model, optimizer, state, unsaved_best: None, last_checkpoint: Instant::now() };
-    if !resume {
+    if !resumable {
         save_checkpoint(task, fit, &mut session)?;
     }
     Ok(session)

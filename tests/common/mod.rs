@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn shopnet(args: &[&str], cwd: &Path) -> Output {
     shopnet_with_env(args, cwd, &[])
@@ -70,20 +72,47 @@ pub fn assert_user_error(output: &Output, needle: &str) {
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
 }
 
-/// Whether a wgpu device works here (lavapipe in CI). Without one a wgpu test skips,
-/// unless `SHOPNET_REQUIRE_WGPU` is set (as in CI), which makes that a failure.
+/// How long the wgpu probe may take: a first kernel on lavapipe compiles for seconds, a
+/// machine that would fall back to a software OpenGL rasteriser takes minutes.
+const WGPU_PROBE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Whether a wgpu device works here (lavapipe in CI), within `WGPU_PROBE_LIMIT`. Without
+/// one a wgpu test skips, unless `SHOPNET_REQUIRE_WGPU` is set (as in CI), which makes
+/// that a failure.
 pub fn wgpu_usable(dir: &Path) -> bool {
-    let probe = shopnet(
-        &["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"],
-        dir,
-    );
-    if !probe.status.success() {
-        assert!(
-            std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(),
-            "wgpu required but unusable: {}",
-            stderr(&probe)
-        );
-        eprintln!("skipping: no wgpu adapter ({})", stderr(&probe).trim());
+    let args = ["bench", "--model", "gcn", "--device", "wgpu", "--epochs", "1", "--warmup", "0"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shopnet"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the shopnet binary runs");
+    let started = Instant::now();
+    let verdict = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the probe") {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            break if status.success() { Ok(()) } else { Err(err.trim().to_string()) };
+        }
+        if started.elapsed() > WGPU_PROBE_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break Err(format!("no answer within {} s", WGPU_PROBE_LIMIT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    match verdict {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(
+                std::env::var_os("SHOPNET_REQUIRE_WGPU").is_none(),
+                "wgpu required but unusable: {reason}"
+            );
+            eprintln!("skipping: no usable wgpu adapter ({reason})");
+            false
+        }
     }
-    probe.status.success()
 }
