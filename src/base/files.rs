@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -82,6 +82,24 @@ impl Drop for PendingFile {
     }
 }
 
+/// Refuses an `output` that would overwrite what a job reads: an existing file that is one
+/// of `inputs`, or lies inside an input folder (a graph's nodes.csv, a run's run.json). The
+/// paths are compared resolved, so a link or `./` spelling does not slip through.
+pub fn check_output(flag: &str, output: &Path, inputs: &[&Path]) -> Result<()> {
+    let Ok(target) = output.canonicalize() else { return Ok(()) };
+    for input in inputs {
+        let Ok(source) = input.canonicalize() else { continue };
+        if target == source || (source.is_dir() && target.starts_with(&source)) {
+            bail!(
+                "{flag} {}: would overwrite the input {}; write the output to another path",
+                output.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
@@ -151,6 +169,22 @@ mod tests {
         pending.commit().unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn outputs_that_are_inputs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph = dir.path().join("graph");
+        fs::create_dir_all(&graph).unwrap();
+        fs::write(graph.join("nodes.csv"), "x").unwrap();
+        let reviews = dir.path().join("r.csv");
+        fs::write(&reviews, "x").unwrap();
+        let aliased = dir.path().join("graph/../r.csv");
+        let err = check_output("--output", &aliased, &[&reviews]).unwrap_err().to_string();
+        assert!(err.starts_with("--output ") && err.contains("would overwrite the input"), "{err}");
+        assert!(check_output("--output", &graph.join("nodes.csv"), &[&graph]).is_err());
+        assert!(check_output("--output", &graph.join("new.csv"), &[&graph]).is_ok());
+        assert!(check_output("--output", &dir.path().join("out.csv"), &[&reviews]).is_ok());
     }
 
     #[test]

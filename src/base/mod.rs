@@ -4,8 +4,10 @@
 pub mod backend;
 pub mod config;
 pub mod files;
+pub mod memory;
 pub mod metrics;
 pub mod progress;
+pub mod quote;
 pub mod rng;
 pub mod sparse;
 pub mod split;

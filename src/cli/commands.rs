@@ -13,6 +13,7 @@ use crate::artifacts::opened::Artifacts;
 use crate::artifacts::run_dir::{CONFIG_FILE, RUN_FILE};
 use crate::base::backend::{self, DeviceSpec};
 use crate::base::config::{ConfigDoc, ModelKind};
+use crate::base::files::check_output;
 use crate::base::split::Split;
 use crate::bench::{self, BenchArgs, RandomGraph};
 use crate::data::{sequences, synth, text};
@@ -57,6 +58,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Tokenizer {
             command: TokenizerCommand::Train { input, column, vocab_size, min_frequency, out },
         } => {
+            check_output("--out", &out, &[&input])?;
             let size =
                 text::train_tokenizer_from_csv(&input, &column, vocab_size, min_frequency, &out)?;
             println!("wrote a WordPiece tokenizer of {size} tokens to {}", out.display());
@@ -168,6 +170,7 @@ fn eval(run: &Path, split: EvalSplit, device: Option<&str>) -> Result<()> {
 }
 
 fn score(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result<()> {
+    check_output("--output", output, &[Path::new(input), run])?;
     let (artifacts, device) = open(run, device)?;
     let rows = with_family!(artifacts.info.kind, F => driver::score::<F>(artifacts, input, output, &device))?;
     println!("wrote {rows} rows to {}", output.display());
@@ -178,6 +181,7 @@ fn recommend(run: &Path, users: &str, k: usize, output: &Path, device: Option<&s
     if k == 0 {
         bail!("--k: must be at least 1");
     }
+    check_output("--output", output, &[Path::new(users), run])?;
     let (artifacts, device) = open(run, device)?;
     if artifacts.info.kind != ModelKind::Recommender {
         bail!(
@@ -193,6 +197,9 @@ fn recommend(run: &Path, users: &str, k: usize, output: &Path, device: Option<&s
 }
 
 fn embed(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result<()> {
+    for written in [output.to_path_buf(), embeddings::ids_path(output)] {
+        check_output("--output", &written, &[Path::new(input), run])?;
+    }
     let (artifacts, device) = open(run, device)?;
     if artifacts.info.kind != ModelKind::Vgg {
         bail!(
@@ -228,6 +235,12 @@ struct SimilarArgs {
 fn similar(args: SimilarArgs) -> Result<()> {
     if args.k == 0 {
         bail!("--k: must be at least 1");
+    }
+    if let Some(output) = &args.output {
+        let ids = embeddings::ids_path(&args.index);
+        let mut inputs: Vec<&Path> = args.queries.iter().map(Path::new).collect();
+        inputs.extend([args.index.as_path(), ids.as_path()]);
+        check_output("--output", output, &inputs)?;
     }
     let index = EmbeddingIndex::load(&args.index)?;
     let by_id = index.rows_by_id();

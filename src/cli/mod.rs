@@ -260,7 +260,7 @@ pub fn main() -> i32 {
     match commands::run(cli.command) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            eprintln!("error: {}", crate::base::quote::bounded_line(&one_line(&err)));
             2
         }
     }

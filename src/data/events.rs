@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
+use crate::base::quote::quoted;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -119,14 +120,15 @@ fn parse_event(text: &str) -> Result<Event, String> {
     }
     let integer = |index: usize, column: &str| -> Result<u64, String> {
         fields[index].parse().map_err(|_| {
-            format!("{column}: expected a non-negative integer, got {:?}", fields[index])
+            format!("{column}: expected a non-negative integer, got {}", quoted(fields[index]))
         })
     };
-    let behavior = Behavior::parse(fields[3])
-        .ok_or_else(|| format!("behavior: expected pv, fav, cart or buy, got {:?}", fields[3]))?;
+    let behavior = Behavior::parse(fields[3]).ok_or_else(|| {
+        format!("behavior: expected pv, fav, cart or buy, got {}", quoted(fields[3]))
+    })?;
     let timestamp = fields[4]
         .parse()
-        .map_err(|_| format!("timestamp: expected Unix seconds, got {:?}", fields[4]))?;
+        .map_err(|_| format!("timestamp: expected Unix seconds, got {}", quoted(fields[4])))?;
     Ok(Event {
         user: integer(0, "user_id")?,
         item: integer(1, "item_id")?,

@@ -484,11 +484,20 @@ impl IdxImages {
             );
         }
         let (count, rows, cols) = (word(4), word(8), word(12));
-        let expected = 16 + (count * rows * cols) as u64;
+        let pixels =
+            (count as u64).checked_mul(rows as u64).and_then(|n| n.checked_mul(cols as u64));
+        let expected = pixels.and_then(|n| n.checked_add(16));
         let actual = file.metadata()?.len();
-        if actual < expected || rows == 0 || cols == 0 {
+        // One image above 2^26 pixels is no image this net reads; it also keeps the
+        // per-image buffer and offsets far from overflow.
+        if expected.is_none_or(|expected| actual < expected)
+            || rows == 0
+            || cols == 0
+            || rows * cols > 1 << 26
+        {
+            let size = expected.map_or("more than 2^64".to_string(), |n| n.to_string());
             bail!(
-                "{name}: IDX header says {count} images of {rows}x{cols} ({expected} bytes) but the file has {actual} bytes"
+                "{name}: IDX header says {count} images of {rows}x{cols} ({size} bytes) but the file has {actual} bytes"
             );
         }
         Ok(Self { file, name, count, rows, cols })

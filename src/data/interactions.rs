@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{BadRows, Behavior, for_each_event};
 use crate::base::config::check_fraction;
+use crate::base::quote::quoted;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,7 +294,10 @@ fn read_pairs(
         let Some(first) = fields.next() else { continue };
         let id = |raw: &str, what: &str| -> Result<u64> {
             let value: u64 = raw.parse().map_err(|_| {
-                anyhow!("{name}:{number}: {what} id: expected a non-negative integer, got {raw:?}")
+                anyhow!(
+                    "{name}:{number}: {what} id: expected a non-negative integer, got {}",
+                    quoted(raw)
+                )
             })?;
             value.checked_sub(config.id_base).ok_or_else(|| {
                 anyhow!("{name}:{number}: {what} id {value} is below id_base = {}", config.id_base)

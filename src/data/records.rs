@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::str::FromStr;
 
+use crate::base::quote::quoted;
 use anyhow::{Result, anyhow, bail};
 
 /// One CSV source with a header row, read record by record (streaming, never whole).
@@ -79,7 +80,7 @@ impl Row<'_> {
     pub fn parse<T: FromStr>(&self, index: usize, column: &str, what: &str) -> Result<T> {
         let raw = self.text(index, column)?;
         raw.parse().map_err(|_| {
-            anyhow!("{}:{}: {column}: expected {what}, got {raw:?}", self.source, self.line)
+            anyhow!("{}:{}: {column}: expected {what}, got {}", self.source, self.line, quoted(raw))
         })
     }
 

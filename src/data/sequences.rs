@@ -225,7 +225,7 @@ impl UserHistories {
                     last = last.max(event.timestamp);
                     Ok(())
                 })?;
-                last - span + 1
+                last.saturating_sub(span).saturating_add(1)
             }
         };
         let capacity = config.sequence_length;
@@ -238,7 +238,7 @@ impl UserHistories {
                 let history = histories.entry(event.user).or_default();
                 history.push(event.timestamp, key, capacity);
                 history.carts += u32::from(event.behavior == Behavior::Cart);
-            } else if window.is_some_and(|w| event.timestamp - cut < w) {
+            } else if window.is_some_and(|w| event.timestamp.saturating_sub(cut) < w) {
                 labelled_events += 1;
                 if event.behavior == Behavior::Buy {
                     histories.entry(event.user).or_default().bought = true;

@@ -17,6 +17,7 @@ use super::driver;
 use super::family::{Config, Family, Prepared, Trained};
 use crate::artifacts::scores::ProbabilityWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
+use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
 use crate::base::rng::HostRng;
@@ -195,6 +196,28 @@ impl IntentFamily {
     }
 }
 
+/// Refuses, before the sequences are built, sizes that cannot fit: `users` padded sequences
+/// of `data.sequence_length` tokens, and a training batch's activations through the net.
+fn ensure_fits(config: &Config<IntentFamily>, users: usize) -> Result<()> {
+    let (model, length) = (&config.model, config.data.sequence_length as u128);
+    let sequences = (users as u128).saturating_mul(length).saturating_mul(4);
+    let per_position = (model.embedding_size as u128)
+        .saturating_add(model.conv_channels as u128)
+        .saturating_add((model.hidden as u128).saturating_mul(8));
+    let batch = (config.train.batch_size.max(INFERENCE_BATCH) as u128).saturating_mul(length);
+    let activations = batch.saturating_mul(per_position).saturating_mul(4 * 4);
+    let embedding = (config.data.vocab_size as u128).saturating_mul(model.embedding_size as u128);
+    let recurrent = (model.hidden as u128)
+        .saturating_mul(model.hidden as u128 + model.conv_channels as u128)
+        .saturating_mul(4);
+    let weights = embedding.saturating_add(recurrent).saturating_mul(memory::TRAINED_F32);
+    let what = format!(
+        "data.sequence_length = {length}, model.embedding_size = {}, model.hidden = {} for {users} users",
+        model.embedding_size, model.hidden
+    );
+    memory::ensure_fits(&what, sequences.saturating_add(activations).saturating_add(weights))
+}
+
 fn report_skipped(path: &Path, skipped: u64) {
     if skipped > 0 {
         eprintln!(
@@ -251,6 +274,7 @@ impl Family for IntentFamily {
         resume_from: Option<&Path>,
     ) -> Result<Prepared<Self>> {
         let histories = Self::histories(&config.data)?;
+        ensure_fits(config, histories.len())?;
         let vocabulary = histories.fit_vocabulary(&config.data, Split::Train);
         if let Some(run) = resume_from
             && Vocabulary::load(&run.join(VOCABULARY_FILE))? != vocabulary
@@ -305,6 +329,7 @@ impl Family for IntentFamily {
         let config = &trained.config;
         let vocabulary = Self::vocabulary(trained)?;
         let histories = Self::histories(&config.data)?;
+        ensure_fits(config, histories.len())?;
         let splits = Splits::from_fn(|split| histories.examples(&config.data, split, &vocabulary));
         Ok(PurchaseIntent::new(
             config.model.settings.clone(),
@@ -330,6 +355,7 @@ impl Family for IntentFamily {
         let mut histories = UserHistories::for_scoring(path, data)?;
         report_skipped(path, histories.read.skipped);
         let users = histories.sorted_users();
+        ensure_fits(&trained.config, users.len().min(INFERENCE_BATCH * 16))?;
         let progress = Progress::new(Some(users.len() as u64), 0, "users");
         let mut writer = ProbabilityWriter::create(output)?;
         for chunk in users.chunks(INFERENCE_BATCH * 16) {

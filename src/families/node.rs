@@ -15,6 +15,7 @@ use super::driver;
 use super::family::{Config, Family, Prepared, Trained};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
+use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
@@ -40,6 +41,9 @@ pub trait GraphNet: Module + Clone + 'static {
         device: &Device,
     ) -> Self;
     fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2>;
+    /// The widest hidden representation per node (all heads) and the number of layers:
+    /// what the memory estimate scales with.
+    fn width_and_depth(config: &Self::Config) -> (u128, u128);
 }
 
 impl GraphNet for Gcn {
@@ -64,6 +68,10 @@ impl GraphNet for Gcn {
 
     fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2> {
         self.forward(graph, rng)
+    }
+
+    fn width_and_depth(config: &GcnConfig) -> (u128, u128) {
+        (config.hidden as u128, config.layers as u128)
     }
 }
 
@@ -92,6 +100,33 @@ impl GraphNet for Gat {
     fn logits(&self, graph: &GraphTensors, rng: Option<&mut HostRng>) -> Tensor<2> {
         self.forward(graph, rng)
     }
+
+    fn width_and_depth(config: &GatConfig) -> (u128, u128) {
+        ((config.hidden as u128).saturating_mul(config.heads.max(config.out_heads) as u128), 2)
+    }
+}
+
+/// Refuses, before any tensor exists, a net that cannot fit: its weights trained with
+/// Adam, and per layer the nodes' hidden rows and the edges' messages, kept for backward.
+fn ensure_fits<N: GraphNet>(config: &N::Config, graph: &Graph, num_features: usize) -> Result<()> {
+    let (width, depth) = N::width_and_depth(config);
+    let (nodes, edges) =
+        (graph.num_nodes() as u128, (graph.edges.len() + graph.num_nodes()) as u128);
+    let classes = graph.label_names.len() as u128;
+    let weights = width.saturating_mul(
+        (num_features as u128).saturating_add(width.saturating_mul(depth)).saturating_add(classes),
+    );
+    let activations = nodes
+        .saturating_add(edges)
+        .saturating_mul(width)
+        .saturating_mul(depth)
+        .saturating_mul(4 * 4);
+    let bytes = weights.saturating_mul(memory::TRAINED_F32).saturating_add(activations);
+    let what = format!(
+        "model: a {} of width {width} on {nodes} nodes with {num_features} features",
+        N::KIND
+    );
+    memory::ensure_fits(&what, bytes)
 }
 
 /// One graph, ready to train or evaluate a net on.
@@ -222,6 +257,7 @@ impl<N: GraphNet> NodeFamily<N> {
     ) -> Result<(NodeClassification<N>, Graph)> {
         let graph = Graph::load(data, Some(trained.labels()))?;
         let num_features = trained.input.num_features;
+        ensure_fits::<N>(&trained.config.model, &graph, num_features)?;
         if graph.num_features > num_features {
             let index = graph.num_features - 1;
             bail!(
@@ -268,6 +304,7 @@ impl<N: GraphNet> Family for NodeFamily<N> {
                 );
             }
         }
+        ensure_fits::<N>(&config.model, &graph, graph.num_features)?;
         let task = NodeClassification::<N>::new(
             config.model.settings.clone(),
             &graph,

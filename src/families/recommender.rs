@@ -26,8 +26,10 @@ use super::driver;
 use super::family::{Config, Family, Prepared, Recommend, Trained};
 use crate::artifacts::scores::RecommendationWriter;
 use crate::base::config::{ModelKind, check_positive};
+use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
+use crate::base::quote::quoted;
 use crate::base::rng::HostRng;
 use crate::base::split::Split;
 use crate::base::tensor::{index_tensor, to_host};
@@ -260,8 +262,26 @@ pub struct RecommenderInput {
 }
 
 impl RecommenderFamily {
+    /// The interactions, refused with an estimate when their id space cannot be trained:
+    /// ids index the embedding table densely, so the largest id sets its size.
     fn load(config: &Config<Self>) -> Result<Interactions> {
         let data = Interactions::load(&config.data)?;
+        let rows = (data.num_users as u128).saturating_add(data.num_items as u128);
+        let table = rows.saturating_mul(config.model.embedding_size as u128);
+        let propagation = table.saturating_mul(4 * 2 * (config.model.layers as u128 + 1));
+        let per_user_lists = (data.num_users as u128).saturating_mul(2 * 24);
+        let bytes = table
+            .saturating_mul(memory::TRAINED_F32)
+            .saturating_add(propagation)
+            .saturating_add(per_user_lists);
+        let what = format!(
+            "{}: {} users and {} items (the largest ids) at model.embedding_size = {}",
+            source_name(&config.data),
+            data.num_users,
+            data.num_items,
+            config.model.embedding_size
+        );
+        memory::ensure_fits(&what, bytes)?;
         if data.skipped_test_users > 0 {
             eprintln!(
                 "note: {} test users have no training interactions and are left out of evaluation (they cannot be ranked)",
@@ -437,7 +457,7 @@ fn read_user_ids(path: &Path, task: &Recommendation) -> Result<Vec<u32>> {
             continue;
         }
         let id: u64 = raw.parse().map_err(|_| {
-            anyhow!("{}:{}: expected a user id, got {raw:?}", path.display(), number + 1)
+            anyhow!("{}:{}: expected a user id, got {}", path.display(), number + 1, quoted(raw))
         })?;
         let index = trained.get(&id).ok_or_else(|| {
             anyhow!("{}:{}: user {id} has no training interactions", path.display(), number + 1)

@@ -181,7 +181,7 @@ impl VggConfig {
         check_positive("model.pool_size", spec.pool_size)?;
         check_fraction("model.dropout", spec.dropout)?;
         let pools = spec.blocks.iter().filter(|b| **b == POOL).count() as u32;
-        if spec.input_size == 0 || spec.input_size >> pools == 0 {
+        if spec.input_size.checked_shr(pools).unwrap_or(0) == 0 {
             bail!(
                 "model.input_size: {} pixels do not survive the {pools} 2x2 pools of model.blocks",
                 spec.input_size
