@@ -6,13 +6,12 @@
 //! rasteriser where one GCN epoch takes minutes. OpenGL is used only when named
 //! (`wgpu:gl`), and the adapter in use is always said.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind, Tensor};
 
 use super::config::ConfigDoc;
+use super::unwind::{first_line, quietly};
 
 /// A parsed device name: what `--device` accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,26 +165,6 @@ fn init_wgpu(kind: &DeviceKind, api: WgpuBackend) -> Result<(Device, String), St
         if info.device_type == wgpu::DeviceType::Cpu { ", a software renderer" } else { "" };
     probe(&device)?;
     Ok((device, format!("{} ({:?}{software})", info.name, info.backend)))
-}
-
-/// Runs `f`, turning a panic into its message (and keeping it off stderr).
-fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let outcome = catch_unwind(AssertUnwindSafe(f));
-    std::panic::set_hook(previous_hook);
-    outcome.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .map(|s| first_line(&s))
-            .unwrap_or_else(|| "no adapter found".into())
-    })
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().to_string()
 }
 
 fn probe(device: &Device) -> Result<(), String> {

@@ -12,3 +12,4 @@ pub mod rng;
 pub mod sparse;
 pub mod split;
 pub mod tensor;
+pub mod unwind;

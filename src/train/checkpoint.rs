@@ -14,6 +14,7 @@ use crate::artifacts::run_dir::{LAST_WEIGHTS, RunState, STATE_FILE};
 use crate::artifacts::weights::save_weights;
 use crate::base::config::ModelKind;
 use crate::base::files::{read_json, write_atomic, write_json};
+use crate::base::unwind::quietly;
 
 /// Writes the last epoch's weights and resume records, then `state.json` naming them:
 /// until that rename the previous checkpoint stays the valid one. Older resume records
@@ -76,7 +77,13 @@ pub fn restore<M: Module>(
     };
     let record = ModuleRecord::from_bytes(read(&model_file)?)
         .map_err(|err| anyhow!("{}: {err:?}", dir.join(&model_file).display()))?;
-    let model = fresh.load_record(record);
+    // burn-core panics on a record of another net; that is a user's wrong directory.
+    let model = quietly(move || fresh.load_record(record)).map_err(|reason| {
+        anyhow!(
+            "{}: a checkpoint of another net than this run's config describes ({reason})",
+            dir.join(&model_file).display()
+        )
+    })?;
     let optimizer = optimizer
         .from_bytes(read(&optim_file)?)
         .map_err(|err| anyhow!("{}: {err:?}", dir.join(&optim_file).display()))?;
