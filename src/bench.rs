@@ -14,6 +14,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::base::config::{OptimizerKind, TrainConfig};
+use crate::base::memory;
 use crate::base::rng::HostRng;
 use crate::base::sparse::SparseFeatures;
 use crate::base::split::{Split, Splits};
@@ -145,6 +146,13 @@ fn graph_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {
             if nodes == 0 || features == 0 {
                 bail!("--nodes and --features: must be at least 1");
             }
+            // Dense random features (coordinates and value) and the edge list.
+            let bytes = (nodes as u128).saturating_mul(features as u128).saturating_mul(12 * 2);
+            let bytes = bytes.saturating_add((edges as u128).saturating_mul(8 * 8));
+            memory::ensure_fits(
+                &format!("--nodes {nodes} --edges {edges} --features {features}"),
+                bytes,
+            )?;
             (
                 synthetic_graph(nodes, edges, features, 0),
                 format!("random graph {nodes} nodes {edges} edges {features} features"),

@@ -272,7 +272,7 @@ fn bad_input_gives_one_clear_line_and_exit_code_2() {
     let gcn = config("gcn_cora.toml");
     let set = |assignment: &str| shopnet(&["train", "--config", &gcn, "--set", assignment], d);
     assert_user_error(&set("train.batch_size=0"), "train.batch_size: must be at least 1");
-    assert_user_error(&set("train.lr=-0.01"), "train.lr: must be a positive number, got -0.01");
+    assert_user_error(&set("train.lr=-0.01"), "train.lr: must be in (0, 100], got -0.01");
     assert_user_error(
         &set("train.early_stopping.metric=val_acc"),
         "\"val_acc\" is not a metric of this model",

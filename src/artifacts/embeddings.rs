@@ -52,6 +52,20 @@ pub struct IndexWriter {
     rows: usize,
     dim: usize,
     written: usize,
+    /// Removes both temporary files unless the index was finished.
+    unfinished: Unfinished,
+}
+
+/// Temporary files to remove when a writer is dropped before it finished (an image that
+/// did not decode, a full disk), so a failed `embed` leaves nothing behind.
+struct Unfinished(Vec<PathBuf>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl IndexWriter {
@@ -92,7 +106,18 @@ impl IndexWriter {
             .with_context(|| format!("{}: cannot create", ids_final.display()))?;
         let mut ids = csv::Writer::from_writer(BufWriter::new(ids_file));
         ids.write_record(["row", "id", "label"])?;
-        Ok(Self { path: path.to_path_buf(), tmp, data, ids, ids_tmp, rows, dim, written: 0 })
+        let unfinished = Unfinished(vec![tmp.clone(), ids_tmp.clone()]);
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            data,
+            ids,
+            ids_tmp,
+            rows,
+            dim,
+            written: 0,
+            unfinished,
+        })
     }
 
     /// Appends rows (`values.len() == ids.len() * dim`).
@@ -125,6 +150,7 @@ impl IndexWriter {
         let ids_final = ids_path(&self.path);
         std::fs::rename(&self.ids_tmp, &ids_final)
             .with_context(|| format!("{}: cannot write", ids_final.display()))?;
+        self.unfinished.0.clear();
         Ok(self.written)
     }
 }

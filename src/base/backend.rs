@@ -94,7 +94,11 @@ fn adapter_kind(name: &str, parts: &[&str]) -> Result<DeviceKind> {
 pub fn open_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
     let runtime = config.runtime()?;
     configure_threads(runtime.threads);
-    open(&DeviceSpec::parse(flag.unwrap_or(&runtime.device))?)
+    let (source, name) = match flag {
+        Some(name) => ("--device", name),
+        None => ("runtime.device", runtime.device.as_str()),
+    };
+    open(&DeviceSpec::parse(name).map_err(|err| anyhow!("{source}: {err}"))?)
 }
 
 /// Sets the CPU thread pool size (0 = all cores). Must run before the first tensor op.

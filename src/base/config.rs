@@ -264,32 +264,48 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// What serde cannot check: ranges and finiteness. Names the key.
+    /// What serde cannot check: ranges and finiteness. Names the key. The upper bounds are
+    /// far past any useful run and keep every count the trainer multiplies in range.
     pub fn validate(&self) -> Result<()> {
-        check_positive("train.epochs", self.epochs)?;
-        check_positive("train.batch_size", self.batch_size)?;
-        check_positive("train.step_epochs", self.step_epochs)?;
-        let positive = [("train.lr", self.lr), ("train.eps", self.eps)];
-        for (key, value) in positive {
-            if !(value.is_finite() && value > 0.0) {
-                bail!("{key}: must be a positive number, got {value}");
-            }
-        }
-        let non_negative = [
-            ("train.weight_decay", self.weight_decay),
-            ("train.momentum", self.momentum),
-            ("train.min_lr", self.min_lr),
-            ("train.clip_grad_norm", self.clip_grad_norm),
-            ("train.gamma", self.gamma),
+        let counts = [
+            ("train.epochs", self.epochs, 1, 10_000_000),
+            ("train.batch_size", self.batch_size, 1, 1 << 24),
+            ("train.step_epochs", self.step_epochs, 1, 10_000_000),
+            ("train.warmup_steps", self.warmup_steps, 0, 1 << 32),
         ];
-        for (key, value) in non_negative {
-            if !(value.is_finite() && value >= 0.0) {
-                bail!("{key}: must be a finite number of at least 0, got {value}");
+        for (key, value, low, high) in counts {
+            check_count(key, value, low, high)?;
+        }
+        let ranges = [
+            ("train.lr", self.lr, 0.0, false, 100.0),
+            ("train.eps", self.eps, 0.0, false, 1.0),
+            ("train.gamma", self.gamma, 0.0, false, 1.0),
+            ("train.weight_decay", self.weight_decay, 0.0, true, 1.0),
+            ("train.momentum", self.momentum, 0.0, true, 1.0),
+            ("train.clip_grad_norm", self.clip_grad_norm, 0.0, true, 1e6),
+            ("train.min_lr", self.min_lr, 0.0, true, self.lr),
+        ];
+        for (key, value, low, low_included, high) in ranges {
+            let above_low = if low_included { value >= low } else { value > low };
+            if !(value.is_finite() && above_low && value <= high) {
+                let bracket = if low_included { '[' } else { '(' };
+                bail!("{key}: must be in {bracket}{low}, {high}], got {value}");
             }
         }
         check_fraction("train.beta1", self.beta1)?;
         check_fraction("train.beta2", self.beta2)
     }
+}
+
+/// A count key within `[low, high]`.
+fn check_count(key: &str, value: usize, low: usize, high: usize) -> Result<()> {
+    if value < low {
+        bail!("{key}: must be at least {low}");
+    }
+    if value > high {
+        bail!("{key}: must be at most {high}, got {value}");
+    }
+    Ok(())
 }
 
 /// Which validation metric picks the best checkpoint, and when to give up.
@@ -342,10 +358,21 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn validate(&self) -> Result<()> {
-        if !(self.checkpoint_secs.is_finite() && self.checkpoint_secs >= 0.0) {
+        // A year: beyond it the setting can only be a typo.
+        if !(self.checkpoint_secs.is_finite()
+            && (0.0..=31_536_000.0).contains(&self.checkpoint_secs))
+        {
             bail!(
-                "runtime.checkpoint_secs: must be a finite number of at least 0, got {}",
+                "runtime.checkpoint_secs: must be in [0, 31536000], got {}",
                 self.checkpoint_secs
+            );
+        }
+        check_count("runtime.threads", self.threads, 0, 4096)?;
+        if let Some(name) = &self.name
+            && (name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.'))
+        {
+            bail!(
+                "runtime.name: {name:?} must be a plain name (no path separators, not starting with '.')"
             );
         }
         Ok(())
@@ -406,6 +433,20 @@ impl ConfigDoc {
         Ok(config)
     }
 
+    /// The existing files and folders `[data]` names: what a job on this run reads, and
+    /// so what its output must not overwrite.
+    pub fn data_paths(&self) -> Vec<PathBuf> {
+        let Ok(table) = self.text.parse::<toml::Table>() else { return Vec::new() };
+        let Some(data) = table.get("data").and_then(toml::Value::as_table) else {
+            return Vec::new();
+        };
+        data.values()
+            .filter_map(toml::Value::as_str)
+            .map(PathBuf::from)
+            .filter(|path| path.exists())
+            .collect()
+    }
+
     /// Just `[runtime]`: what the CLI needs before it knows the family's types.
     pub fn runtime(&self) -> Result<RuntimeConfig> {
         #[derive(Deserialize)]
@@ -413,7 +454,9 @@ impl ConfigDoc {
             #[serde(default)]
             runtime: RuntimeConfig,
         }
-        Ok(self.deserialize::<RuntimeOnly>()?.runtime)
+        let runtime = self.deserialize::<RuntimeOnly>()?.runtime;
+        runtime.validate().map_err(|err| anyhow!("{}: {err}", self.origin))?;
+        Ok(runtime)
     }
 
     fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
@@ -627,9 +670,11 @@ mod tests {
         for (set, key) in [
             ("train.batch_size=0", "train.batch_size: must be at least 1"),
             ("train.epochs=0", "train.epochs: must be at least 1"),
-            ("train.lr=-0.01", "train.lr: must be a positive number"),
-            ("train.lr=nan", "train.lr: must be a positive number"),
-            ("train.weight_decay=-1", "train.weight_decay: must be a finite number"),
+            ("train.lr=-0.01", "train.lr: must be in (0, 100], got -0.01"),
+            ("train.lr=nan", "train.lr: must be in (0, 100], got NaN"),
+            ("train.weight_decay=-1", "train.weight_decay: must be in [0, 1], got -1"),
+            ("train.epochs=1000000000000000000", "train.epochs: must be at most 10000000"),
+            ("runtime.name=\"../x\"", "runtime.name: \"../x\" must be a plain name"),
         ] {
             let err = typed(BASE, &[set]).unwrap_err().to_string();
             assert!(err.contains(key), "{set}: {err}");

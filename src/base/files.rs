@@ -52,12 +52,15 @@ impl PendingFile {
     /// Flushes, syncs and renames the file into place.
     pub fn commit(mut self) -> Result<()> {
         let writer = self.writer.take().context("output already committed")?;
-        let file = writer
+        let written = writer
             .into_inner()
-            .map_err(|err| anyhow!("{}: cannot write: {}", self.path.display(), err.error()))?;
-        file.sync_all().with_context(|| format!("{}: cannot write", self.path.display()))?;
-        fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+            .map_err(|err| std::io::Error::other(err.error().to_string()))
+            .and_then(|file| file.sync_all())
+            .and_then(|()| fs::rename(&self.tmp, &self.path));
+        if written.is_err() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+        written.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
 
@@ -86,6 +89,9 @@ impl Drop for PendingFile {
 /// of `inputs`, or lies inside an input folder (a graph's nodes.csv, a run's run.json). The
 /// paths are compared resolved, so a link or `./` spelling does not slip through.
 pub fn check_output(flag: &str, output: &Path, inputs: &[&Path]) -> Result<()> {
+    if output.is_dir() {
+        bail!("{flag} {}: is a folder; name a file to write", output.display());
+    }
     let Ok(target) = output.canonicalize() else { return Ok(()) };
     for input in inputs {
         let Ok(source) = input.canonicalize() else { continue };

@@ -59,6 +59,9 @@ pub fn run(command: Command) -> Result<()> {
             command: TokenizerCommand::Train { input, column, vocab_size, min_frequency, out },
         } => {
             check_output("--out", &out, &[&input])?;
+            if vocab_size < 10 {
+                bail!("--vocab-size: must be at least 10, got {vocab_size}");
+            }
             let size =
                 text::train_tokenizer_from_csv(&input, &column, vocab_size, min_frequency, &out)?;
             println!("wrote a WordPiece tokenizer of {size} tokens to {}", out.display());
@@ -128,6 +131,9 @@ fn train(args: TrainArgs) -> Result<()> {
             let runtime = doc.runtime()?;
             let stem = path.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
             let name = runtime.name.clone().unwrap_or(stem);
+            if let Some(out) = args.out.as_ref().filter(|out| out.exists() && !out.is_dir()) {
+                bail!("--out {}: is a file; name a folder for the run directories", out.display());
+            }
             (doc, RunTarget::New { out: args.out.unwrap_or(runtime.out_dir), name })
         }
         (None, None) => bail!("train needs --config FILE or --resume RUN_DIR"),
@@ -150,15 +156,20 @@ fn train(args: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A run or bundle and the device to use it on.
-fn open(run: &Path, device: Option<&str>) -> Result<(Artifacts, Device)> {
+/// A run or bundle and the device to use it on; `output` may not overwrite the data the
+/// run's config names.
+fn open(run: &Path, device: Option<&str>, output: Option<&Path>) -> Result<(Artifacts, Device)> {
     let artifacts = Artifacts::open(run)?;
+    if let Some(output) = output {
+        let data = artifacts.config.data_paths();
+        check_output("--output", output, &data.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    }
     let device = backend::open_for_run(device, &artifacts.config)?;
     Ok((artifacts, device))
 }
 
 fn eval(run: &Path, split: EvalSplit, device: Option<&str>) -> Result<()> {
-    let (artifacts, device) = open(run, device)?;
+    let (artifacts, device) = open(run, device, None)?;
     let split = match split {
         EvalSplit::Val => Split::Val,
         EvalSplit::Test => Split::Test,
@@ -171,7 +182,7 @@ fn eval(run: &Path, split: EvalSplit, device: Option<&str>) -> Result<()> {
 
 fn score(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result<()> {
     check_output("--output", output, &[Path::new(input), run])?;
-    let (artifacts, device) = open(run, device)?;
+    let (artifacts, device) = open(run, device, Some(output))?;
     let rows = with_family!(artifacts.info.kind, F => driver::score::<F>(artifacts, input, output, &device))?;
     println!("wrote {rows} rows to {}", output.display());
     Ok(())
@@ -182,7 +193,7 @@ fn recommend(run: &Path, users: &str, k: usize, output: &Path, device: Option<&s
         bail!("--k: must be at least 1");
     }
     check_output("--output", output, &[Path::new(users), run])?;
-    let (artifacts, device) = open(run, device)?;
+    let (artifacts, device) = open(run, device, Some(output))?;
     if artifacts.info.kind != ModelKind::Recommender {
         bail!(
             "{}: a {} model; only recommender models (model.kind = \"recommender\") recommend items",
@@ -200,7 +211,7 @@ fn embed(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result
     for written in [output.to_path_buf(), embeddings::ids_path(output)] {
         check_output("--output", &written, &[Path::new(input), run])?;
     }
-    let (artifacts, device) = open(run, device)?;
+    let (artifacts, device) = open(run, device, Some(output))?;
     if artifacts.info.kind != ModelKind::Vgg {
         bail!(
             "{}: a {} model; only image models (model.kind = \"vgg\") make embeddings",
@@ -331,10 +342,21 @@ fn read_queries(path: &Path) -> Result<Vec<String>> {
 
 fn export(run: &Path, out: &Path) -> Result<()> {
     let artifacts = Artifacts::open(run)?;
+    if out.exists() && fs_contains(run, out) {
+        bail!("--out {}: is the run itself or inside it; export into a new folder", out.display());
+    }
     let kind = artifacts.info.kind;
     with_family!(kind, F => driver::export::<F>(artifacts, out))?;
     println!("exported {kind} model to {}", out.display());
     Ok(())
+}
+
+/// Whether `inner` is `outer` or lies inside it (both existing).
+fn fs_contains(outer: &Path, inner: &Path) -> bool {
+    match (outer.canonicalize(), inner.canonicalize()) {
+        (Ok(outer), Ok(inner)) => inner.starts_with(outer),
+        _ => false,
+    }
 }
 
 fn synth_events(users: usize, seed: u64, out: &Path) -> Result<()> {
@@ -357,6 +379,9 @@ fn synth_events(users: usize, seed: u64, out: &Path) -> Result<()> {
 }
 
 fn run_bench(args: &BenchArgs, threads: usize) -> Result<()> {
+    if threads > 4096 {
+        bail!("--threads: must be at most 4096, got {threads}");
+    }
     backend::configure_threads(threads);
     let device = backend::open(&DeviceSpec::parse(&args.device_name)?)?;
     println!("{}", bench::run(args, &device)?);

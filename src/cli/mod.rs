@@ -45,7 +45,7 @@ pub enum Command {
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
         /// Stop cleanly after this many epochs; the run can be resumed later.
-        #[arg(long, value_name = "EPOCHS")]
+        #[arg(long, value_name = "EPOCHS", allow_negative_numbers = true)]
         stop_after: Option<usize>,
     },
     /// Evaluate a trained model: metrics table on stdout, report.json in the run.
@@ -86,7 +86,7 @@ pub enum Command {
         /// `all` (every user with training interactions) or a file with one user id per line.
         #[arg(long, default_value = "all")]
         users: String,
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
         k: usize,
         /// CSV of user_id,rank,item_id,score; training items are never recommended.
         #[arg(long)]
@@ -128,7 +128,7 @@ pub enum Command {
         /// A file with one query (image path or id) per line.
         #[arg(long, value_name = "FILE", requires = "output")]
         queries: Option<PathBuf>,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
         k: usize,
         /// CSV of query,rank,id,label,score (default: stdout).
         #[arg(long)]
@@ -260,7 +260,11 @@ pub fn main() -> i32 {
     match commands::run(cli.command) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {}", crate::base::quote::bounded_line(&one_line(&err)));
+            let line = crate::base::quote::bounded_line(&one_line(&err));
+            // Errors about an argument (`--k: must be at least 1`) point at the usage too.
+            let pointer =
+                if line.starts_with("--") { format!(" {HELP_POINTER}") } else { String::new() };
+            eprintln!("error: {line}{pointer}");
             2
         }
     }
@@ -270,25 +274,44 @@ pub fn main() -> i32 {
 /// one line that points at `--help`, like every other user error.
 fn argument_error(err: clap::Error) -> i32 {
     use clap::error::ErrorKind;
-    if matches!(
-        err.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
-        let _ = err.print();
-        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-            2
-        } else {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
             0
-        };
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // clap's usage line names the command that lacks its subcommand.
+            let rendered = err.render().to_string();
+            let usage = rendered.lines().find_map(|l| l.trim().strip_prefix("Usage: "));
+            let command: Vec<&str> = usage
+                .unwrap_or("shopnet")
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['<', '[']))
+                .collect();
+            let command = command.join(" ");
+            eprintln!("error: `{command}` needs a command (see {command} --help)");
+            2
+        }
+        _ => {
+            eprintln!("error: {} {HELP_POINTER}", clap_message(&err.render().to_string()));
+            2
+        }
     }
-    let rendered = err.render().to_string();
-    let message =
-        rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim();
-    let message = message.strip_prefix("error: ").unwrap_or(message);
-    eprintln!("error: {message} (see shopnet --help, or shopnet COMMAND --help)");
-    2
+}
+
+/// Where an argument error points for the full usage.
+const HELP_POINTER: &str = "(see shopnet --help, or shopnet COMMAND --help)";
+
+/// clap's message on one line: the first line, with the arguments it lists below it
+/// (`the following required arguments were not provided: --output <OUTPUT>`), without the
+/// usage and tips that follow.
+fn clap_message(rendered: &str) -> String {
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let listed: Vec<&str> =
+        lines.take_while(|l| l.starts_with('-') || l.starts_with('<')).collect();
+    if listed.is_empty() { first.to_string() } else { format!("{first} {}", listed.join(", ")) }
 }
 
 /// The error and its causes on one line, outermost first.

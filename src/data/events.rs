@@ -80,7 +80,10 @@ pub fn for_each_event(
     let mut stats = ReadStats::default();
     loop {
         line.clear();
-        if reader.read_line(&mut line).with_context(|| format!("{name}: cannot read"))? == 0 {
+        let read = reader
+            .read_line(&mut line)
+            .with_context(|| format!("{name}:{}: cannot read", number + 1))?;
+        if read == 0 {
             break;
         }
         number += 1;
@@ -110,6 +113,11 @@ pub fn for_each_event(
     Ok(stats)
 }
 
+/// Ids must stay below this (see `parse_event`).
+pub const MAX_ID: u64 = 1 << 62;
+/// 9999-12-31 23:59:59 UTC.
+const LAST_TIMESTAMP: i64 = 253_402_300_799;
+
 fn parse_event(text: &str) -> Result<Event, String> {
     let fields: Vec<&str> = text.split(',').map(str::trim).collect();
     if fields.len() != 5 {
@@ -118,10 +126,17 @@ fn parse_event(text: &str) -> Result<Event, String> {
             fields.len()
         ));
     }
+    // Ids stay below 2^62 (a category is packed with its behavior into one integer, ids
+    // meet signed 64-bit arithmetic downstream); timestamps are Unix seconds up to the year
+    // 9999, so every difference of two of them is exact.
     let integer = |index: usize, column: &str| -> Result<u64, String> {
-        fields[index].parse().map_err(|_| {
+        let value: u64 = fields[index].parse().map_err(|_| {
             format!("{column}: expected a non-negative integer, got {}", quoted(fields[index]))
-        })
+        })?;
+        if value >= MAX_ID {
+            return Err(format!("{column}: {value} is too large (at most 2^62 - 1)"));
+        }
+        Ok(value)
     };
     let behavior = Behavior::parse(fields[3]).ok_or_else(|| {
         format!("behavior: expected pv, fav, cart or buy, got {}", quoted(fields[3]))
@@ -129,6 +144,11 @@ fn parse_event(text: &str) -> Result<Event, String> {
     let timestamp = fields[4]
         .parse()
         .map_err(|_| format!("timestamp: expected Unix seconds, got {}", quoted(fields[4])))?;
+    if !(0..=LAST_TIMESTAMP).contains(&timestamp) {
+        return Err(format!(
+            "timestamp: {timestamp} is not a time between 1970 and 9999 in Unix seconds"
+        ));
+    }
     Ok(Event {
         user: integer(0, "user_id")?,
         item: integer(1, "item_id")?,

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::records::CsvSource;
@@ -77,7 +77,7 @@ impl GraphFiles {
             });
         }
         if let Some(name) = source.strip_prefix("builtin:") {
-            bail!("unknown built-in dataset {name:?} (built in: cora)");
+            bail!("data.source: unknown built-in dataset {name:?} (built in: cora)");
         }
         let dir = PathBuf::from(source);
         if !dir.is_dir() {
@@ -104,10 +104,12 @@ impl Graph {
     /// that a graph scored later maps its labels onto the same outputs.
     pub fn load(config: &GraphDataConfig, known_labels: Option<&[String]>) -> Result<Self> {
         let files = GraphFiles::open(&config.source)?;
+        let nodes_name = files.nodes.0.clone();
         let (node_ids, raw_labels, splits) = read_nodes(files.nodes)?;
         let index: HashMap<&str, u32> =
             node_ids.iter().enumerate().map(|(i, id)| (id.as_str(), i as u32)).collect();
-        let (label_names, labels) = encode_labels(&raw_labels, known_labels)?;
+        let (label_names, labels) = encode_labels(&raw_labels, known_labels)
+            .map_err(|err| anyhow!("{nodes_name}: {err}"))?;
         let (num_features, mut features) = read_features(files.features, &index)?;
         if config.normalize_features {
             row_normalize(&mut features, node_ids.len());

@@ -101,8 +101,19 @@ impl ImageDataConfig {
         }
         check_fraction("data.test_fraction", self.test_fraction)?;
         check_fraction("data.val_fraction", self.val_fraction)?;
-        if self.resize == Some(0) {
-            bail!("data.resize: must be at least 1");
+        if let Some(resize) = self.resize
+            && !(1..=4096).contains(&resize)
+        {
+            bail!("data.resize: must be in [1, 4096], got {resize}");
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            bail!("data.mean: every value must be a finite number, got {:?}", self.mean);
+        }
+        if self.augment.crop_padding > 1024 {
+            bail!(
+                "data.augment.crop_padding: at most 1024 pixels, got {}",
+                self.augment.crop_padding
+            );
         }
         Ok(())
     }

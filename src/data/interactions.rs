@@ -299,9 +299,17 @@ fn read_pairs(
                     quoted(raw)
                 )
             })?;
-            value.checked_sub(config.id_base).ok_or_else(|| {
+            let index = value.checked_sub(config.id_base).ok_or_else(|| {
                 anyhow!("{name}:{number}: {what} id {value} is below id_base = {}", config.id_base)
-            })
+            })?;
+            // Ids index the embedding table densely, in 32 bits.
+            if index >= u64::from(u32::MAX) {
+                bail!(
+                    "{name}:{number}: {what} id {value} is too large (ids index the embedding table, at most {})",
+                    u32::MAX - 1
+                );
+            }
+            Ok(index)
         };
         let user = id(first, "user")?;
         max_user = max_user.max(user);

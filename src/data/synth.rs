@@ -56,6 +56,11 @@ pub fn write_events(users: usize, seed: u64, out: &Path) -> Result<SynthSummary>
     if users == 0 {
         bail!("--users: must be at least 1");
     }
+    // Three numbers per user are kept for the summary's ROC-AUCs.
+    crate::base::memory::ensure_fits(
+        &format!("--users {users}"),
+        (users as u128).saturating_mul(16),
+    )?;
     let mut writer = PendingFile::create(out)?;
     let (mut probabilities, mut labels, mut carts) =
         (Vec::with_capacity(users), Vec::with_capacity(users), Vec::with_capacity(users));

@@ -100,8 +100,7 @@ impl TextDataset {
             if label.is_empty() {
                 return Err(row.error(format!("{}: empty label", config.label_column)));
             }
-            texts
-                .push(clean_text(row.text(text_at, &config.text_column).unwrap_or("")).to_string());
+            texts.push(clean_text(row.text(text_at, &config.text_column)?).to_string());
             raw_labels.push(label.to_string());
             Ok(())
         })?;
@@ -235,7 +234,7 @@ pub fn train_tokenizer_from_csv(
     let at = source.column(column).unwrap_or_default();
     let mut texts = Vec::new();
     source.for_each(|row| {
-        texts.push(clean_text(row.text(at, column).unwrap_or("")).to_string());
+        texts.push(clean_text(row.text(at, column)?).to_string());
         Ok(())
     })?;
     let tokenizer = train_wordpiece(&texts, vocab_size, min_frequency)

@@ -44,6 +44,8 @@ pub trait GraphNet: Module + Clone + 'static {
     /// The widest hidden representation per node (all heads) and the number of layers:
     /// what the memory estimate scales with.
     fn width_and_depth(config: &Self::Config) -> (u128, u128);
+    /// The keys that set that size, as a message names them.
+    fn size_keys(config: &Self::Config) -> String;
 }
 
 impl GraphNet for Gcn {
@@ -73,6 +75,10 @@ impl GraphNet for Gcn {
     fn width_and_depth(config: &GcnConfig) -> (u128, u128) {
         (config.hidden as u128, config.layers as u128)
     }
+
+    fn size_keys(config: &GcnConfig) -> String {
+        format!("model.hidden = {}, model.layers = {}", config.hidden, config.layers)
+    }
 }
 
 impl GraphNet for Gat {
@@ -84,7 +90,14 @@ impl GraphNet for Gat {
         check_positive("model.heads", config.heads)?;
         check_positive("model.out_heads", config.out_heads)?;
         check_fraction("model.dropout", config.dropout)?;
-        check_fraction("model.attention_dropout", config.attention_dropout)
+        check_fraction("model.attention_dropout", config.attention_dropout)?;
+        if !(config.negative_slope.is_finite() && config.negative_slope >= 0.0) {
+            bail!(
+                "model.negative_slope: must be a finite number of at least 0, got {}",
+                config.negative_slope
+            );
+        }
+        Ok(())
     }
 
     fn build(
@@ -104,11 +117,21 @@ impl GraphNet for Gat {
     fn width_and_depth(config: &GatConfig) -> (u128, u128) {
         ((config.hidden as u128).saturating_mul(config.heads.max(config.out_heads) as u128), 2)
     }
+
+    fn size_keys(config: &GatConfig) -> String {
+        let (hidden, heads, out_heads) = (config.hidden, config.heads, config.out_heads);
+        format!("model.hidden = {hidden}, model.heads = {heads}, model.out_heads = {out_heads}")
+    }
 }
 
 /// Refuses, before any tensor exists, a net that cannot fit: its weights trained with
 /// Adam, and per layer the nodes' hidden rows and the edges' messages, kept for backward.
-fn ensure_fits<N: GraphNet>(config: &N::Config, graph: &Graph, num_features: usize) -> Result<()> {
+fn ensure_fits<N: GraphNet>(
+    config: &N::Config,
+    graph: &Graph,
+    num_features: usize,
+    source: &str,
+) -> Result<()> {
     let (width, depth) = N::width_and_depth(config);
     let (nodes, edges) =
         (graph.num_nodes() as u128, (graph.edges.len() + graph.num_nodes()) as u128);
@@ -123,8 +146,10 @@ fn ensure_fits<N: GraphNet>(config: &N::Config, graph: &Graph, num_features: usi
         .saturating_mul(4 * 4);
     let bytes = weights.saturating_mul(memory::TRAINED_F32).saturating_add(activations);
     let what = format!(
-        "model: a {} of width {width} on {nodes} nodes with {num_features} features",
-        N::KIND
+        "{} ({}) on {nodes} nodes with {num_features} features ({}: features.csv)",
+        N::size_keys(config),
+        N::KIND,
+        describe_source(source)
     );
     memory::ensure_fits(&what, bytes)
 }
@@ -257,11 +282,11 @@ impl<N: GraphNet> NodeFamily<N> {
     ) -> Result<(NodeClassification<N>, Graph)> {
         let graph = Graph::load(data, Some(trained.labels()))?;
         let num_features = trained.input.num_features;
-        ensure_fits::<N>(&trained.config.model, &graph, num_features)?;
+        ensure_fits::<N>(&trained.config.model, &graph, num_features, &data.source)?;
         if graph.num_features > num_features {
             let index = graph.num_features - 1;
             bail!(
-                "{}: feature index {index} is beyond the model's {num_features} input features",
+                "{}: features.csv: feature index {index} is beyond the model's {num_features} input features",
                 describe_source(&data.source)
             );
         }
@@ -296,7 +321,7 @@ impl<N: GraphNet> Family for NodeFamily<N> {
         _resume_from: Option<&Path>,
     ) -> Result<Prepared<Self>> {
         let graph = Graph::load(&config.data, None)?;
-        for split in [Split::Train, Split::Val] {
+        for split in Split::ALL {
             if graph.nodes_in(split).is_empty() {
                 bail!(
                     "{}: the {split} split has no labelled nodes",
@@ -304,7 +329,7 @@ impl<N: GraphNet> Family for NodeFamily<N> {
                 );
             }
         }
-        ensure_fits::<N>(&config.model, &graph, graph.num_features)?;
+        ensure_fits::<N>(&config.model, &graph, graph.num_features, &config.data.source)?;
         let task = NodeClassification::<N>::new(
             config.model.settings.clone(),
             &graph,

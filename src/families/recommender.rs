@@ -275,11 +275,12 @@ impl RecommenderFamily {
             .saturating_add(propagation)
             .saturating_add(per_user_lists);
         let what = format!(
-            "{}: {} users and {} items (the largest ids) at model.embedding_size = {}",
+            "{}: {} users and {} items (data.num_users, data.num_items or the largest ids) at model.embedding_size = {}, model.layers = {}",
             source_name(&config.data),
             data.num_users,
             data.num_items,
-            config.model.embedding_size
+            config.model.embedding_size,
+            config.model.layers
         );
         memory::ensure_fits(&what, bytes)?;
         if data.skipped_test_users > 0 {
@@ -303,6 +304,26 @@ impl Family for RecommenderFamily {
     fn validate(config: &Config<Self>) -> Result<()> {
         let model = &config.model;
         check_positive("model.embedding_size", model.embedding_size)?;
+        let data = &config.data;
+        for (key, value) in [("data.num_users", data.num_users), ("data.num_items", data.num_items)]
+        {
+            if let Some(count) = value {
+                check_positive(key, count)?;
+            }
+        }
+        for (behavior, weight) in &data.behaviors {
+            if !(weight.is_finite() && *weight >= 0.0) {
+                bail!(
+                    "data.behaviors.{}: must be a finite weight of at least 0, got {weight}",
+                    behavior.name()
+                );
+            }
+        }
+        for (key, value) in [("model.l2", model.l2), ("model.init_std", model.init_std)] {
+            if !(value.is_finite() && value >= 0.0) {
+                bail!("{key}: must be a finite number of at least 0, got {value}");
+            }
+        }
         if model.encoder == Encoder::Gat
             && (model.heads == 0 || !model.embedding_size.is_multiple_of(model.heads))
         {

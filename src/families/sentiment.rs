@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::driver;
 use super::family::{Config, Family, Prepared, Trained};
 use crate::artifacts::scores::ClassScoreWriter;
-use crate::base::config::{ModelKind, check_fraction};
+use crate::base::config::{ModelKind, check_fraction, check_positive};
+use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
 use crate::base::rng::HostRng;
@@ -94,6 +95,9 @@ impl SentimentModelConfig {
     fn validate(&self) -> Result<()> {
         check_fraction("model.dropout", self.dropout)?;
         check_fraction("model.encoder_dropout", self.encoder_dropout)?;
+        if self.pretrained.is_none() {
+            self.validate_random_encoder()?;
+        }
         if self.max_length < 2 {
             bail!("model.max_length: must be at least 2 ([CLS] and [SEP])");
         }
@@ -116,6 +120,50 @@ impl SentimentModelConfig {
             );
         }
         Ok(())
+    }
+
+    /// The sizes of a randomly initialised encoder, named by their keys here (a pretrained
+    /// encoder's come from its config.json and are checked there).
+    fn validate_random_encoder(&self) -> Result<()> {
+        for (key, value) in [
+            ("model.layers", self.layers),
+            ("model.hidden", self.hidden),
+            ("model.heads", self.heads),
+            ("model.intermediate", self.intermediate),
+        ] {
+            check_positive(key, value)?;
+        }
+        if !self.hidden.is_multiple_of(self.heads) {
+            bail!("model.heads: {} does not divide model.hidden = {}", self.heads, self.hidden);
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            bail!("model.layer_norm_eps: must be a positive number, got {}", self.layer_norm_eps);
+        }
+        if !(self.init_std.is_finite() && self.init_std >= 0.0) {
+            bail!("model.init_std: must be a finite number of at least 0, got {}", self.init_std);
+        }
+        // Per layer: attention (4 h^2) and feed-forward (2 h i) weights, trained with Adam;
+        // activations of a batch of max_length tokens, a few dozen floats per width unit.
+        let (h, i, l, n) = (
+            self.hidden as u128,
+            self.intermediate as u128,
+            self.layers as u128,
+            self.max_length as u128,
+        );
+        let weights = l.saturating_mul(
+            h.saturating_mul(h)
+                .saturating_mul(4)
+                .saturating_add(h.saturating_mul(i).saturating_mul(2)),
+        );
+        let activations =
+            l.saturating_mul(n).saturating_mul(h.saturating_add(i)).saturating_mul(64 * 4 * 8);
+        let what = format!(
+            "model.layers = {l}, model.hidden = {h}, model.intermediate = {i}, model.max_length = {n}"
+        );
+        memory::ensure_fits(
+            &what,
+            weights.saturating_mul(memory::TRAINED_F32).saturating_add(activations),
+        )
     }
 
     /// The encoder's config: the pretrained model's, or one built from the keys above.
@@ -297,15 +345,16 @@ fn run_tokenizer(
     files: Option<&ModelFiles>,
     data: &TextDataset,
     resume_from: Option<&Path>,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, String)> {
     let source = match resume_from {
         Some(run) => Some(run.join(TOKENIZER_FILE)),
         None => model.tokenizer.clone().or_else(|| files.map(|f| f.tokenizer.clone())),
     };
     if let Some(path) = source {
         TextTokenizer::load(&path, model.max_length)?;
-        return std::fs::read(&path)
-            .map_err(|err| anyhow!("{}: cannot read: {err}", path.display()));
+        let bytes = std::fs::read(&path)
+            .map_err(|err| anyhow!("{}: cannot read: {err}", path.display()))?;
+        return Ok((bytes, path.display().to_string()));
     }
     let Some(vocab_size) = model.tokenizer_vocab_size else {
         bail!(
@@ -319,7 +368,7 @@ fn run_tokenizer(
     let json = tokenizer
         .to_string(false)
         .map_err(|err| anyhow!("cannot serialise the tokenizer: {err}"))?;
-    Ok(json.into_bytes())
+    Ok((json.into_bytes(), "model.tokenizer_vocab_size (the trained tokenizer)".to_string()))
 }
 
 /// `model.kind = "bert"`: review sentiment, or any text classification.
@@ -364,9 +413,12 @@ impl Family for SentimentFamily {
         let model = &config.model.settings;
         let files = model.pretrained.as_deref().map(ModelFiles::resolve).transpose()?;
         let data = TextDataset::load(&config.data)?;
-        let tokenizer_json = run_tokenizer(model, files.as_ref(), &data, resume_from)?;
-        let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, model.max_length)?;
-        let encoder = model.encoder(files.as_ref(), tokenizer.vocab_size())?;
+        let (tokenizer_json, origin) = run_tokenizer(model, files.as_ref(), &data, resume_from)?;
+        // Errors the tokenizer causes (an empty vocabulary, ids beyond the encoder's) name it.
+        let named = |err: anyhow::Error| anyhow!("{origin}: {err:#}");
+        let tokenizer =
+            TextTokenizer::from_bytes(&tokenizer_json, model.max_length).map_err(named)?;
+        let encoder = model.encoder(files.as_ref(), tokenizer.vocab_size()).map_err(named)?;
         if model.max_length > encoder.max_position_embeddings {
             bail!(
                 "model.max_length: {} exceeds the encoder's {} positions",
@@ -387,7 +439,7 @@ impl Family for SentimentFamily {
             batch_size: config.train.batch_size,
             tokenizer: &tokenizer,
         };
-        let task = Sentiment::new(parts, &data)?;
+        let task = Sentiment::new(parts, &data).map_err(named)?;
         Ok(Prepared {
             task,
             labels: data.label_names.clone(),
@@ -515,7 +567,7 @@ impl ScoreColumns {
         let labels = trained.labels();
         if let Some(at) = self.label {
             let column = &trained.config.data.label_column;
-            let value = clean_text(row.text(at, column).unwrap_or(""));
+            let value = clean_text(row.text(at, column)?);
             if !value.is_empty() && !labels.iter().any(|l| l == value) {
                 return Err(row.error(format!(
                     "{column}: label {value:?} is not one the model was trained on ({})",
@@ -523,12 +575,13 @@ impl ScoreColumns {
                 )));
             }
         }
-        let text = clean_text(row.text(self.text, &trained.input.text_column).unwrap_or(""));
+        let text = clean_text(row.text(self.text, &trained.input.text_column)?);
         let id = match self.id {
             Some(at) => row.text(at, "id")?.to_string(),
             None => row.line.to_string(),
         };
-        let tokens = tokenizer.encode(text).map_err(|err| row.error(err))?;
+        let tokens =
+            tokenizer.encode(text).map_err(|err| row.error(format!("{TOKENIZER_FILE}: {err}")))?;
         if let Some(max) = tokens.iter().max() {
             check_token(*max, &trained.input.bert)
                 .map_err(|err| row.error(format!("{}: {err}", TOKENIZER_FILE)))?;

@@ -187,8 +187,47 @@ impl VggConfig {
                 spec.input_size
             );
         }
+        if spec.input_size > MAX_SIDE {
+            bail!("model.input_size: at most {MAX_SIDE} pixels, got {}", spec.input_size);
+        }
+        ensure_fits(&spec)?;
         Ok(spec)
     }
+}
+
+/// The largest image side the net takes (and `data.resize` accepts).
+pub const MAX_SIDE: usize = 4096;
+
+/// Refuses a net that cannot be trained here: its weights with Adam's state, and a batch
+/// of 64 images' activations through the widest layers, kept for backward.
+fn ensure_fits(spec: &VggSpec) -> Result<()> {
+    let widths: Vec<u128> = spec
+        .blocks
+        .iter()
+        .filter_map(|b| if let Block::Conv(c) = b { Some(*c as u128) } else { None })
+        .collect();
+    let mut previous = 3u128;
+    let mut weights = 0u128;
+    for &width in &widths {
+        weights = weights.saturating_add(previous.saturating_mul(width).saturating_mul(9));
+        previous = width;
+    }
+    let embedding = spec.embedding_size as u128;
+    let pooled = (spec.pool_size as u128).saturating_pow(2);
+    weights = weights.saturating_add(
+        previous.saturating_mul(pooled).saturating_add(embedding).saturating_mul(embedding),
+    );
+    let side = (spec.input_size as u128).saturating_pow(2);
+    let widest = widths.iter().copied().max().unwrap_or(1);
+    let activations =
+        side.saturating_mul(widest).saturating_mul(widths.len() as u128).saturating_mul(64 * 4 * 3);
+    let bytes =
+        weights.saturating_mul(crate::base::memory::TRAINED_F32).saturating_add(activations);
+    let what = format!(
+        "model.blocks (widest {widest}), model.input_size = {}, model.embedding_size = {}",
+        spec.input_size, spec.embedding_size
+    );
+    crate::base::memory::ensure_fits(&what, bytes)
 }
 
 /// The net. `plan` walks the trunk: `false` is the next convolution (with its norm and
