@@ -10,8 +10,25 @@ use anyhow::{Result, anyhow, bail};
 /// One CSV source with a header row, read record by record (streaming, never whole).
 pub struct CsvSource<R: Read> {
     pub name: String,
-    reader: csv::Reader<R>,
+    reader: csv::Reader<QuoteCounter<R>>,
     headers: Vec<String>,
+}
+
+/// Counts the `"` bytes read. The csv crate reads a quoted field that is never closed as
+/// one field running to the end of the file, without an error; a well-formed file has an
+/// even number of quotes (an escaped one is doubled), so an odd count at the end, with
+/// the last field swallowing line breaks, is that cut file.
+struct QuoteCounter<R> {
+    inner: R,
+    quotes: u64,
+}
+
+impl<R: Read> Read for QuoteCounter<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buffer)?;
+        self.quotes += buffer[..n].iter().filter(|&&b| b == b'"').count() as u64;
+        Ok(n)
+    }
 }
 
 /// A record together with where it came from.
@@ -25,8 +42,10 @@ impl<R: Read> CsvSource<R> {
     /// Opens a CSV source whose header must start with `required` columns, in any order.
     pub fn new(name: impl Into<String>, input: R, required: &[&str]) -> Result<Self> {
         let name = name.into();
-        let mut reader =
-            csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(QuoteCounter { inner: input, quotes: 0 });
         let headers: Vec<String> = reader
             .headers()
             .map_err(|err| anyhow!("{name}:1: cannot read the header: {err}"))?
@@ -54,11 +73,15 @@ impl<R: Read> CsvSource<R> {
     /// Calls `visit` for each data row, stopping at the first error.
     pub fn for_each(&mut self, mut visit: impl FnMut(Row<'_>) -> Result<()>) -> Result<()> {
         let mut record = csv::StringRecord::new();
+        // Where the last record started and whether its last field ran over line breaks.
+        let mut last = (0, false);
         loop {
             match self.reader.read_record(&mut record) {
-                Ok(false) => return Ok(()),
+                Ok(false) => return self.check_closed(last),
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
+                    last =
+                        (line, record.iter().next_back().is_some_and(|field| field.contains('\n')));
                     visit(Row { source: &self.name, line, record: &record })?;
                 }
                 Err(err) => {
@@ -67,6 +90,14 @@ impl<R: Read> CsvSource<R> {
                 }
             }
         }
+    }
+
+    /// At the end of the file: refuses a file cut inside a quoted field (see `QuoteCounter`).
+    fn check_closed(&self, (line, spans_lines): (u64, bool)) -> Result<()> {
+        if spans_lines && self.reader.get_ref().quotes % 2 == 1 {
+            bail!("{}:{line}: a quoted field is never closed (the file ends inside it)", self.name);
+        }
+        Ok(())
     }
 }
 
@@ -101,6 +132,25 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn texts(text: &str) -> Result<Vec<String>> {
+        let mut source = CsvSource::new("r.csv", text.as_bytes(), &["id", "review"])?;
+        let mut out = Vec::new();
+        source.for_each(|row| {
+            out.push(row.text(1, "review")?.to_string());
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_quoted_field_is_refused() {
+        let err = texts("id,review\n1,good\n2,\"never closed\n3,fine\n").unwrap_err().to_string();
+        assert_eq!(err, "r.csv:3: a quoted field is never closed (the file ends inside it)");
+        // Closed quotes, escaped quotes and a line break inside a closed field are fine.
+        let ok = texts("id,review\n1,\"a \"\"b\"\"\"\n2,\"two\nlines\"\n").unwrap();
+        assert_eq!(ok, vec!["a \"b\"", "two\nlines"]);
+    }
 
     fn rows(text: &str) -> Result<Vec<(u64, f32)>> {
         let mut source = CsvSource::new("t.csv", text.as_bytes(), &["id", "value"])?;
