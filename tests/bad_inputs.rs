@@ -3268,17 +3268,6 @@ fn run_built(baseline: &Path, cases: &[Built], also: &[&str]) -> Vec<String> {
 
 /// Runs one case in a fresh copy of `baseline`; `None` when it kept the contract, else
 /// one line saying what it did.
-/// Cases that still break the contract, with why: skipped, so that every other case
-/// guards against regressions, until the cause is fixed. `SHOPNET_OPEN_CASES=1` runs them
-/// too and names any that now pass (then remove them here).
-///
-/// The csv crate reads a quoted field that is never closed as one field running to the
-/// end of the file, without an error. `CsvSource` catches it when that field swallowed
-/// later lines (an odd number of quotes, and line breaks in the last field); a quote
-/// opened on the very last line leaves no line break once the field is trimmed, so
-/// nothing yet tells it from a closed one.
-const OPEN: &[&str] = &["score: unterminated quote"];
-
 fn check(
     name: &str,
     baseline: &Path,
@@ -3286,10 +3275,6 @@ fn check(
     args: &[&str],
     needles: &[&str],
 ) -> Option<String> {
-    let open = OPEN.contains(&name);
-    if open && std::env::var_os("SHOPNET_OPEN_CASES").is_none() {
-        return None;
-    }
     let dir = TempDir::new().unwrap();
     copy_tree(baseline, dir.path());
     prepare(dir.path());
@@ -3298,11 +3283,6 @@ fn check(
     let outcome = run_bounded(&args, dir.path());
     let mut problems = contract(&outcome, needles);
     problems.extend(changes(&before, &snapshot(dir.path())));
-    if open {
-        return problems
-            .is_empty()
-            .then(|| format!("{name}: now meets the contract; remove it from OPEN"));
-    }
     if problems.is_empty() {
         return None;
     }

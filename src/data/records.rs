@@ -10,23 +10,67 @@ use anyhow::{Result, anyhow, bail};
 /// One CSV source with a header row, read record by record (streaming, never whole).
 pub struct CsvSource<R: Read> {
     pub name: String,
-    reader: csv::Reader<QuoteCounter<R>>,
+    reader: csv::Reader<QuoteTracker<R>>,
     headers: Vec<String>,
 }
 
-/// Counts the `"` bytes read. The csv crate reads a quoted field that is never closed as
-/// one field running to the end of the file, without an error; a well-formed file has an
-/// even number of quotes (an escaped one is doubled), so an odd count at the end, with
-/// the last field swallowing line breaks, is that cut file.
-struct QuoteCounter<R> {
+/// Follows the quoting of the bytes read, as the csv crate parses it: a quote opens a
+/// quoted field only at the start of a field, a doubled quote inside is a literal one.
+/// The crate reads a quoted field that is never closed as one field running to the end
+/// of the file, without an error; a file that ends inside a quoted field is that cut file.
+struct QuoteTracker<R> {
     inner: R,
-    quotes: u64,
+    state: QuoteState,
+    /// 1-based line of the byte being read, and the line where the open quote started.
+    line: u64,
+    opened_on: u64,
 }
 
-impl<R: Read> Read for QuoteCounter<R> {
+#[derive(Clone, Copy, PartialEq)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: closes it, unless another quote follows.
+    QuotedQuote,
+}
+
+impl<R> QuoteTracker<R> {
+    fn new(inner: R) -> Self {
+        Self { inner, state: QuoteState::FieldStart, line: 1, opened_on: 0 }
+    }
+
+    fn advance(&mut self, byte: u8) {
+        use QuoteState::*;
+        let ends_field = matches!(byte, b',' | b'\n' | b'\r');
+        self.state = match (self.state, byte) {
+            (FieldStart, b'"') => {
+                self.opened_on = self.line;
+                Quoted
+            }
+            (Quoted, b'"') => QuotedQuote,
+            (Quoted, _) => Quoted,
+            (QuotedQuote, b'"') => Quoted,
+            (FieldStart | Unquoted | QuotedQuote, _) if ends_field => FieldStart,
+            (FieldStart | Unquoted | QuotedQuote, _) => Unquoted,
+        };
+        if byte == b'\n' {
+            self.line += 1;
+        }
+    }
+
+    /// The line where a quoted field opened that the file never closed.
+    fn unclosed_since(&self) -> Option<u64> {
+        (self.state == QuoteState::Quoted).then_some(self.opened_on)
+    }
+}
+
+impl<R: Read> Read for QuoteTracker<R> {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buffer)?;
-        self.quotes += buffer[..n].iter().filter(|&&b| b == b'"').count() as u64;
+        for &byte in &buffer[..n] {
+            self.advance(byte);
+        }
         Ok(n)
     }
 }
@@ -45,7 +89,7 @@ impl<R: Read> CsvSource<R> {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(QuoteCounter { inner: input, quotes: 0 });
+            .from_reader(QuoteTracker::new(input));
         let headers: Vec<String> = reader
             .headers()
             .map_err(|err| anyhow!("{name}:1: cannot read the header: {err}"))?
@@ -73,15 +117,11 @@ impl<R: Read> CsvSource<R> {
     /// Calls `visit` for each data row, stopping at the first error.
     pub fn for_each(&mut self, mut visit: impl FnMut(Row<'_>) -> Result<()>) -> Result<()> {
         let mut record = csv::StringRecord::new();
-        // Where the last record started and whether its last field ran over line breaks.
-        let mut last = (0, false);
         loop {
             match self.reader.read_record(&mut record) {
-                Ok(false) => return self.check_closed(last),
+                Ok(false) => return self.check_closed(),
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line());
-                    last =
-                        (line, record.iter().next_back().is_some_and(|field| field.contains('\n')));
                     visit(Row { source: &self.name, line, record: &record })?;
                 }
                 Err(err) => {
@@ -92,9 +132,9 @@ impl<R: Read> CsvSource<R> {
         }
     }
 
-    /// At the end of the file: refuses a file cut inside a quoted field (see `QuoteCounter`).
-    fn check_closed(&self, (line, spans_lines): (u64, bool)) -> Result<()> {
-        if spans_lines && self.reader.get_ref().quotes % 2 == 1 {
+    /// At the end of the file: refuses a file cut inside a quoted field (see `QuoteTracker`).
+    fn check_closed(&self) -> Result<()> {
+        if let Some(line) = self.reader.get_ref().unclosed_since() {
             bail!("{}:{line}: a quoted field is never closed (the file ends inside it)", self.name);
         }
         Ok(())
@@ -147,9 +187,16 @@ mod tests {
     fn a_file_cut_inside_a_quoted_field_is_refused() {
         let err = texts("id,review\n1,good\n2,\"never closed\n3,fine\n").unwrap_err().to_string();
         assert_eq!(err, "r.csv:3: a quoted field is never closed (the file ends inside it)");
-        // Closed quotes, escaped quotes and a line break inside a closed field are fine.
-        let ok = texts("id,review\n1,\"a \"\"b\"\"\"\n2,\"two\nlines\"\n").unwrap();
-        assert_eq!(ok, vec!["a \"b\"", "two\nlines"]);
+        // Opened on the last line, with nothing after it to swallow.
+        let err = texts("id,review\n1,good\n2,\"never closed\n").unwrap_err().to_string();
+        assert_eq!(err, "r.csv:3: a quoted field is never closed (the file ends inside it)");
+        let err = texts("id,review\n1,\"ends on a doubled quote\"\"").unwrap_err().to_string();
+        assert_eq!(err, "r.csv:2: a quoted field is never closed (the file ends inside it)");
+        // Closed quotes, escaped quotes, a line break inside a closed field, a quote inside
+        // an unquoted field (literal) and a closing quote at the very end are fine.
+        let ok = texts("id,review\n1,\"a \"\"b\"\"\"\n2,\"two\nlines\"\n3,5\" screen\n4,\"end\"")
+            .unwrap();
+        assert_eq!(ok, vec!["a \"b\"", "two\nlines", "5\" screen", "end"]);
     }
 
     fn rows(text: &str) -> Result<Vec<(u64, f32)>> {
