@@ -2,7 +2,7 @@
 //!
 //! Layers, each importing only the ones below it (checked by `tests/architecture.rs`):
 //! - [`cli`]: the command line, one function per subcommand;
-//! - [`bench`]: the reference benchmark workloads;
+//! - [`bench`], [`serve`]: the reference benchmark workloads; the inference server;
 //! - [`families`]: one file per model family behind the [`families::family::Family`]
 //!   trait, and the generic `train` / `eval` / `score` / `export` of [`families::driver`];
 //! - [`train`]: the one training loop, driven through [`train::Task`];
@@ -16,4 +16,5 @@ pub mod cli;
 pub mod data;
 pub mod families;
 pub mod models;
+pub mod serve;
 pub mod train;

@@ -9,6 +9,7 @@ use super::run_dir::{BEST_WEIGHTS, CONFIG_FILE, RUN_FILE, RunInfo};
 use crate::base::config::ConfigDoc;
 use crate::base::files::read_json;
 
+#[derive(Clone)]
 pub struct Artifacts {
     pub dir: PathBuf,
     /// The manifest, for a bundle; `None` for a run directory.

@@ -380,6 +380,7 @@ impl RuntimeConfig {
 }
 
 /// A config document after `--set` overrides, ready to be read as a typed `RunConfig`.
+#[derive(Clone)]
 pub struct ConfigDoc {
     /// Where the text came from, for error messages.
     pub origin: String,

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod progress;
 pub mod quote;
 pub mod rng;
+pub mod shard;
 pub mod sparse;
 pub mod split;
 pub mod tensor;

@@ -7,9 +7,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 pub fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let previous_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = catch_unwind(AssertUnwindSafe(f));
+    let outcome = caught(f);
     std::panic::set_hook(previous_hook);
-    outcome.map_err(|payload| {
+    outcome
+}
+
+/// Runs `f`, turning a panic into its message; the panic hook still reports it. For
+/// long-lived threads (a server's), where swapping the process-wide hook would race.
+pub fn caught<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         payload
             .downcast_ref::<String>()
             .cloned()

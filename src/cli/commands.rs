@@ -1,7 +1,9 @@
 //! One function per subcommand: resolve the arguments, open the device, hand over to a
 //! family (through `with_family!`) or to the layer that does the work.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
@@ -14,14 +16,16 @@ use crate::artifacts::run_dir::{CONFIG_FILE, RUN_FILE};
 use crate::base::backend::{self, DeviceSpec};
 use crate::base::config::{ConfigDoc, ModelKind};
 use crate::base::files::check_output;
+use crate::base::shard::Shard;
 use crate::base::split::Split;
 use crate::bench::{self, BenchArgs, RandomGraph};
 use crate::data::{sequences, synth, text};
 use crate::families::driver::{self, RunTarget, TrainJob};
-use crate::families::family::{Embed, Recommend};
+use crate::families::family::{BatchJob, Embed, Recommend};
 use crate::families::images::ImageFamily;
 use crate::families::recommender::RecommenderFamily;
 use crate::families::with_family;
+use crate::serve::{self, BatchPolicy, ServeArgs};
 
 // long: one arm per subcommand, each a call with the arguments unpacked.
 pub fn run(command: Command) -> Result<()> {
@@ -30,14 +34,20 @@ pub fn run(command: Command) -> Result<()> {
             train(TrainArgs { config, device, overrides, out, resume, stop_after })
         }
         Command::Eval { run, split, device } => eval(&run, split, device.as_deref()),
-        Command::Score { run, input, output, device } => {
-            score(&run, &input, &output, device.as_deref())
+        Command::Score { run, input, output, shard, device } => {
+            let job =
+                BatchJob { input: &input, output: &output, shard: shard.unwrap_or(Shard::ALL) };
+            score(&run, &job, device.as_deref())
         }
-        Command::Recommend { run, users, k, output, device } => {
-            recommend(&run, &users, k, &output, device.as_deref())
+        Command::Recommend { run, users, k, output, shard, device } => {
+            let job =
+                BatchJob { input: &users, output: &output, shard: shard.unwrap_or(Shard::ALL) };
+            recommend(&run, &job, k, device.as_deref())
         }
-        Command::Embed { run, input, output, device } => {
-            embed(&run, &input, &output, device.as_deref())
+        Command::Embed { run, input, output, shard, device } => {
+            let job =
+                BatchJob { input: &input, output: &output, shard: shard.unwrap_or(Shard::ALL) };
+            embed(&run, &job, device.as_deref())
         }
         Command::Similar { index, query, queries, k, output, run, device } => {
             let queries = match (query, queries) {
@@ -48,6 +58,23 @@ pub fn run(command: Command) -> Result<()> {
             similar(SimilarArgs { index, queries, k, output, run, device })
         }
         Command::Export { run, out } => export(&run, &out),
+        Command::Serve {
+            bundles,
+            host,
+            port,
+            max_batch,
+            max_delay_ms,
+            queue,
+            max_body_bytes,
+            timeout_ms,
+            device,
+            threads,
+        } => {
+            let policy =
+                BatchPolicy { max_batch, max_delay: Duration::from_millis(max_delay_ms), queue };
+            let limits = ServeLimits { max_body_bytes, timeout_ms };
+            serve(bundles, SocketAddr::new(host, port), policy, limits, &device, threads)
+        }
         Command::Inspect { path } => {
             print!("{}", bundle::inspect(&Artifacts::open(&path)?)?);
             Ok(())
@@ -101,6 +128,39 @@ pub fn run(command: Command) -> Result<()> {
             run_bench(&args, threads)
         }
     }
+}
+
+struct ServeLimits {
+    max_body_bytes: usize,
+    timeout_ms: u64,
+}
+
+fn serve(
+    bundles: Vec<PathBuf>,
+    addr: SocketAddr,
+    policy: BatchPolicy,
+    limits: ServeLimits,
+    device: &str,
+    threads: usize,
+) -> Result<()> {
+    for (flag, value) in [("--max-batch", policy.max_batch), ("--queue", policy.queue)] {
+        if value == 0 {
+            bail!("{flag}: must be at least 1");
+        }
+    }
+    if limits.max_body_bytes < 1024 || limits.timeout_ms == 0 {
+        bail!("--max-body-bytes: at least 1024, and --timeout-ms: at least 1");
+    }
+    backend::configure_threads(threads);
+    let device = backend::open(&DeviceSpec::parse(device).context("--device")?)?;
+    serve::run(ServeArgs {
+        bundles,
+        addr,
+        policy,
+        body_limit: limits.max_body_bytes,
+        timeout: Duration::from_millis(limits.timeout_ms),
+        device,
+    })
 }
 
 struct TrainArgs {
@@ -180,19 +240,26 @@ fn eval(run: &Path, split: EvalSplit, device: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-fn score(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result<()> {
-    check_output("--output", output, &[Path::new(input), run])?;
+fn score(run: &Path, job: &BatchJob<'_>, device: Option<&str>) -> Result<()> {
+    let output = job.output;
+    check_output("--output", output, &[Path::new(job.input), run])?;
     let (artifacts, device) = open(run, device, Some(output))?;
-    let rows = with_family!(artifacts.info.kind, F => driver::score::<F>(artifacts, input, output, &device))?;
-    println!("wrote {rows} rows to {}", output.display());
+    let rows = with_family!(artifacts.info.kind, F => driver::score::<F>(artifacts, job, &device))?;
+    println!("wrote {rows} rows{} to {}", shard_note(job.shard), output.display());
     Ok(())
 }
 
-fn recommend(run: &Path, users: &str, k: usize, output: &Path, device: Option<&str>) -> Result<()> {
+/// ` (shard 1/4)` for a sharded job.
+fn shard_note(shard: Shard) -> String {
+    if shard == Shard::ALL { String::new() } else { format!(" (shard {shard})") }
+}
+
+fn recommend(run: &Path, job: &BatchJob<'_>, k: usize, device: Option<&str>) -> Result<()> {
     if k == 0 {
         bail!("--k: must be at least 1");
     }
-    check_output("--output", output, &[Path::new(users), run])?;
+    let output = job.output;
+    check_output("--output", output, &[Path::new(job.input), run])?;
     let (artifacts, device) = open(run, device, Some(output))?;
     if artifacts.info.kind != ModelKind::Recommender {
         bail!(
@@ -202,14 +269,15 @@ fn recommend(run: &Path, users: &str, k: usize, output: &Path, device: Option<&s
         );
     }
     let trained = driver::open::<RecommenderFamily>(artifacts)?;
-    let rows = RecommenderFamily::recommend(&trained, users, k, output, &device)?;
-    println!("wrote {rows} recommendations to {}", output.display());
+    let rows = RecommenderFamily::recommend(&trained, job, k, &device)?;
+    println!("wrote {rows} recommendations{} to {}", shard_note(job.shard), output.display());
     Ok(())
 }
 
-fn embed(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result<()> {
+fn embed(run: &Path, job: &BatchJob<'_>, device: Option<&str>) -> Result<()> {
+    let output = job.output;
     for written in [output.to_path_buf(), embeddings::ids_path(output)] {
-        check_output("--output", &written, &[Path::new(input), run])?;
+        check_output("--output", &written, &[Path::new(job.input), run])?;
     }
     let (artifacts, device) = open(run, device, Some(output))?;
     if artifacts.info.kind != ModelKind::Vgg {
@@ -220,9 +288,10 @@ fn embed(run: &Path, input: &str, output: &Path, device: Option<&str>) -> Result
         );
     }
     let trained = driver::open::<ImageFamily>(artifacts)?;
-    let rows = ImageFamily::embed(&trained, input, output, &device)?;
+    let rows = ImageFamily::embed(&trained, job, &device)?;
     println!(
-        "wrote {rows} embeddings to {} (ids in {})",
+        "wrote {rows} embeddings{} to {} (ids in {})",
+        shard_note(job.shard),
         output.display(),
         embeddings::ids_path(output).display()
     );

@@ -73,6 +73,10 @@ pub enum Command {
         input: String,
         #[arg(long)]
         output: PathBuf,
+        /// Only this share of the examples, INDEX/COUNT (0-based): by a stable hash of each
+        /// example's id, so COUNT jobs together write every row once (see README, Scale-out).
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<crate::base::shard::Shard>,
         #[arg(long)]
         device: Option<String>,
     },
@@ -91,6 +95,10 @@ pub enum Command {
         /// CSV of user_id,rank,item_id,score; training items are never recommended.
         #[arg(long)]
         output: PathBuf,
+        /// Only this share of the examples, INDEX/COUNT (0-based): by a stable hash of each
+        /// example's id, so COUNT jobs together write every row once (see README, Scale-out).
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<crate::base::shard::Shard>,
         #[arg(long)]
         device: Option<String>,
     },
@@ -106,6 +114,10 @@ pub enum Command {
         input: String,
         #[arg(long)]
         output: PathBuf,
+        /// Only this share of the examples, INDEX/COUNT (0-based): by a stable hash of each
+        /// example's id, so COUNT jobs together write every row once (see README, Scale-out).
+        #[arg(long, value_name = "INDEX/COUNT")]
+        shard: Option<crate::base::shard::Shard>,
         #[arg(long)]
         device: Option<String>,
     },
@@ -148,6 +160,41 @@ pub enum Command {
         run: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Serve export bundles over HTTP with the Open Inference Protocol (KServe v2 REST).
+    #[command(
+        after_help = "Examples:\n  shopnet serve --bundle bundles/sentiment_zh --bundle bundles/intent --port 8080\n  curl -s localhost:8080/v2/models/sentiment_zh/infer -d '{\"inputs\": [{\"name\": \"text\", \"shape\": [1], \"datatype\": \"BYTES\", \"data\": [\"很好用\"]}]}'\n\nEach bundle is served under its folder's name. See README, Serving."
+    )]
+    Serve {
+        /// An export bundle (repeatable).
+        #[arg(long = "bundle", value_name = "BUNDLE", required = true)]
+        bundles: Vec<PathBuf>,
+        /// The address to listen on (loopback unless told otherwise).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// 0 picks a free port (the one chosen is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Examples gathered into one batch per model.
+        #[arg(long, default_value_t = 32)]
+        max_batch: usize,
+        /// How long the first request of a batch waits for others, in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        max_delay_ms: u64,
+        /// Requests waiting per model; more are answered 503 at once.
+        #[arg(long, default_value_t = 256)]
+        queue: usize,
+        /// The largest request body, in bytes.
+        #[arg(long, default_value_t = 8 << 20)]
+        max_body_bytes: usize,
+        /// A request not answered in this many milliseconds gets 504.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// CPU threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
     },
     /// Show a run's or bundle's model kind, parameter count, best metrics and config.
     #[command(after_help = "Example:\n  shopnet inspect checkpoints/gat_cora-20261128-101500")]

@@ -70,11 +70,20 @@ pub struct ReadStats {
 pub fn for_each_event(
     path: &Path,
     bad_rows: BadRows,
-    mut visit: impl FnMut(Event) -> Result<()>,
+    visit: impl FnMut(Event) -> Result<()>,
 ) -> Result<ReadStats> {
     let name = path.display().to_string();
     let file = File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    for_each_event_in(&name, BufReader::with_capacity(1 << 20, file), bad_rows, visit)
+}
+
+/// [`for_each_event`] over any reader; `name` is what messages call it.
+pub fn for_each_event_in(
+    name: &str,
+    mut reader: impl BufRead,
+    bad_rows: BadRows,
+    mut visit: impl FnMut(Event) -> Result<()>,
+) -> Result<ReadStats> {
     let mut line = String::new();
     let mut number = 0u64;
     let mut stats = ReadStats::default();

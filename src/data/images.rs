@@ -447,7 +447,7 @@ impl Catalog {
 /// PNG through zune-png, JPEG and WebP through the `image` crate. The image crate's own
 /// PNG decoder brings flate2, which turns on features of the miniz_oxide that Burn
 /// already depends on, and so recompiles all of Burn; zune-png shares nothing with it.
-fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+pub fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     if !bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return image::load_from_memory(bytes).map_err(|err| err.to_string());
     }

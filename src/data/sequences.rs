@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 
-use super::events::{BadRows, Behavior, Event, ReadStats, for_each_event};
+use super::events::{BadRows, Behavior, Event, ReadStats, for_each_event, for_each_event_in};
 use crate::base::config::{check_fraction, check_positive};
 use crate::base::split::Split;
 
@@ -190,6 +190,36 @@ impl History {
     }
 }
 
+/// Adds an event before the cut to its user's history.
+fn record(histories: &mut HashMap<u64, History>, event: &Event, capacity: usize) -> Result<()> {
+    let key = pair_key(event)?;
+    let history = histories.entry(event.user).or_default();
+    history.push(event.timestamp, key, capacity);
+    history.carts += u32::from(event.behavior == Behavior::Cart);
+    Ok(())
+}
+
+/// One user's tokenised sequence from the text of its events (rows of the log format, a
+/// header allowed): the row `score` builds for that user from a log of these events.
+pub fn user_sequence(
+    name: &str,
+    text: &[u8],
+    sequence_length: usize,
+    vocabulary: &Vocabulary,
+) -> Result<(u64, Vec<u32>)> {
+    let mut histories = HashMap::new();
+    for_each_event_in(name, text, BadRows::Fail, |event| {
+        record(&mut histories, &event, sequence_length).map_err(|err| anyhow!("{name}: {err}"))
+    })?;
+    if histories.len() != 1 {
+        bail!("{name}: the events of one user are expected, got {} users", histories.len());
+    }
+    let (user, history) = histories.into_iter().next().expect("one user");
+    let mut examples = Examples::new(sequence_length);
+    examples.push(user, &history, vocabulary);
+    Ok((user, examples.tokens))
+}
+
 /// Every user's history and label, straight from the log.
 #[derive(Debug)]
 pub struct UserHistories {
@@ -234,10 +264,8 @@ impl UserHistories {
         let read = for_each_event(path, bad_rows, |event| {
             last_event = last_event.max(event.timestamp);
             if event.timestamp < cut {
-                let key = pair_key(&event).map_err(|err| anyhow!("{}: {err}", path.display()))?;
-                let history = histories.entry(event.user).or_default();
-                history.push(event.timestamp, key, capacity);
-                history.carts += u32::from(event.behavior == Behavior::Cart);
+                record(&mut histories, &event, capacity)
+                    .map_err(|err| anyhow!("{}: {err}", path.display()))?;
             } else if window.is_some_and(|w| event.timestamp.saturating_sub(cut) < w) {
                 labelled_events += 1;
                 if event.behavior == Behavior::Buy {

@@ -7,7 +7,8 @@ use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
 use burn::tensor::Device;
 
-use super::family::{Config, Family, Net, Trained};
+use super::family::{BatchJob, Config, Family, Net, Trained};
+use super::online::Served;
 use crate::artifacts::bundle;
 use crate::artifacts::manifest::MANIFEST_FILE;
 use crate::artifacts::opened::Artifacts;
@@ -179,15 +180,19 @@ pub fn evaluate<F: Family>(artifacts: Artifacts, split: Split, device: &Device) 
 
 pub fn score<F: Family>(
     artifacts: Artifacts,
-    input: &str,
-    output: &Path,
+    job: &BatchJob<'_>,
     device: &Device,
 ) -> Result<usize> {
     let trained = open::<F>(artifacts)?;
-    F::score(&trained, input, output, device)
+    F::score(&trained, job, device)
 }
 
 pub fn export<F: Family>(artifacts: Artifacts, out: &Path) -> Result<()> {
     let trained = open::<F>(artifacts)?;
     bundle::export(&trained.artifacts, F::schema(&trained), F::RUN_FILES, out)
+}
+
+/// A bundle's model loaded for online inference.
+pub fn online<F: Family>(artifacts: Artifacts, device: &Device) -> Result<Box<dyn Served>> {
+    F::online(open::<F>(artifacts)?, device)
 }

@@ -17,8 +17,10 @@ use burn::tensor::Device;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::online::Served;
 use crate::artifacts::opened::Artifacts;
 use crate::base::config::{ModelKind, RunConfig};
+use crate::base::shard::Shard;
 use crate::base::split::Split;
 use crate::train::Task;
 
@@ -68,13 +70,16 @@ pub trait Family: Sized + 'static {
     /// run was (its labels, its vocabulary).
     fn restore(trained: &Trained<Self>, device: &Device) -> Result<Self::Task>;
 
-    /// Scores `input` (a path or a builtin name) and writes one row per example to
-    /// `output`; returns the row count.
-    fn score(trained: &Trained<Self>, input: &str, output: &Path, device: &Device)
-    -> Result<usize>;
+    /// Scores the examples of `input` (a path or a builtin name) that belong to `shard`
+    /// and writes one row per example to `output`; returns the row count.
+    fn score(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize>;
 
     /// The input and output formats, for an export manifest.
     fn schema(trained: &Trained<Self>) -> serde_json::Value;
+
+    /// The trained model loaded for online inference (`shopnet serve`), its inputs
+    /// preprocessed as `score` does.
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>>;
 }
 
 /// What [`Family::prepare`] hands the driver.
@@ -85,6 +90,15 @@ pub struct Prepared<F: Family> {
     pub input: F::Input,
     /// The contents of `Family::RUN_FILES`, by name, for a new run.
     pub run_files: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// A batch job over a file of examples: `score`, `embed`, `recommend`.
+pub struct BatchJob<'a> {
+    /// A path or a builtin name (`recommend`: `all` or a file of user ids).
+    pub input: &'a str,
+    pub output: &'a Path,
+    /// The examples this process handles; the others are another shard's.
+    pub shard: Shard,
 }
 
 /// A trained run or bundle, read as family `F`: its typed config and input.
@@ -106,9 +120,8 @@ pub trait Recommend: Family {
     /// `output`; returns the row count.
     fn recommend(
         trained: &Trained<Self>,
-        users: &str,
+        job: &BatchJob<'_>,
         k: usize,
-        output: &Path,
         device: &Device,
     ) -> Result<usize>;
 }
@@ -117,8 +130,7 @@ pub trait Recommend: Family {
 pub trait Embed: Family {
     /// Writes one L2-normalised embedding per input item to an index at `output`; returns
     /// the row count.
-    fn embed(trained: &Trained<Self>, input: &str, output: &Path, device: &Device)
-    -> Result<usize>;
+    fn embed(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize>;
 
     /// L2-normalised embeddings of the given files, `[files.len(), D]` row-major.
     fn embed_files(trained: &Trained<Self>, files: &[String], device: &Device) -> Result<Vec<f32>>;

@@ -17,7 +17,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::driver;
-use super::family::{Config, Embed, Family, Prepared, Trained};
+use super::family::{BatchJob, Config, Embed, Family, Prepared, Trained};
+use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::embeddings::{self, IndexWriter, l2_normalize};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::ModelKind;
@@ -27,7 +28,7 @@ use crate::base::progress::Progress;
 use crate::base::rng::HostRng;
 use crate::base::split::Split;
 use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host};
-use crate::data::images::{Catalog, ImageDataConfig, ImageSet, Preprocess};
+use crate::data::images::{Catalog, ImageDataConfig, ImageSet, Preprocess, decode_bytes};
 use crate::models::vgg::{self, Vgg, VggConfig, VggSpec};
 use crate::train::Task;
 
@@ -202,6 +203,13 @@ impl ImageFamily {
         Ok(loaded.net)
     }
 
+    /// The images of a job's input that belong to its shard.
+    fn catalog(trained: &Trained<Self>, job: &BatchJob<'_>) -> Result<Catalog> {
+        let mut catalog = Catalog::open(job.input, &trained.config.data.label_column, None)?;
+        catalog.entries.retain(|entry| job.shard.holds(&entry.id));
+        Ok(catalog)
+    }
+
     fn preprocess(trained: &Trained<Self>) -> Preprocess {
         Preprocess::new(&trained.config.data, trained.input.input_size)
     }
@@ -247,6 +255,65 @@ fn embed_batch(net: &Vgg, prep: &Preprocess, images: &[&[u8]]) -> Result<(Vec<f3
     );
     let (embedding, logits) = net.forward(batch, None);
     Ok((to_host(l2_normalize(embedding))?, to_host(softmax(logits, 1))?))
+}
+
+/// The largest encoded image a request may hold.
+const MAX_IMAGE_BYTES: usize = 16 << 20;
+
+/// The trained net answering `image` requests (encoded PNG, JPEG or WebP bytes).
+struct OnlineImages {
+    signature: Signature,
+    net: Vgg,
+    prep: Preprocess,
+    labels: Vec<String>,
+}
+
+impl Online for OnlineImages {
+    /// The image's preprocessed pixels, as `score` lays out a decoded file.
+    type Example = Vec<u8>;
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn parse(&self, request: &Request) -> std::result::Result<Vec<Vec<u8>>, String> {
+        let tensor = request.input("image");
+        let Values::Bytes(images) = &tensor.values else { unreachable!("datatypes were checked") };
+        images
+            .iter()
+            .enumerate()
+            .map(|(at, bytes)| {
+                if bytes.len() > MAX_IMAGE_BYTES {
+                    return Err(format!(
+                        "input \"image\"[{at}]: {} bytes, at most {MAX_IMAGE_BYTES} are accepted",
+                        bytes.len()
+                    ));
+                }
+                decode_bytes(bytes)
+                    .map(|image| self.prep.pixels(image))
+                    .map_err(|err| format!("input \"image\"[{at}]: not a decodable image ({err})"))
+            })
+            .collect()
+    }
+
+    fn predict(&self, examples: &[Vec<u8>]) -> Result<Vec<Vec<Values>>> {
+        let mut out = Vec::with_capacity(examples.len());
+        for chunk in examples.chunks(INFERENCE_BATCH) {
+            let views: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let (embedded, probabilities) = embed_batch(&self.net, &self.prep, &views)?;
+            let width = embedded.len() / chunk.len();
+            for (p, e) in probabilities.chunks(self.labels.len()).zip(embedded.chunks(width)) {
+                let mut prediction = online::class_prediction(p, &self.labels);
+                prediction.push(Values::Fp32(e.to_vec()));
+                out.push(prediction);
+            }
+        }
+        Ok(out)
+    }
+
+    fn warmup_example(&self) -> Vec<u8> {
+        vec![0; self.prep.image_len()]
+    }
 }
 
 impl Family for ImageFamily {
@@ -306,16 +373,11 @@ impl Family for ImageFamily {
         Self::task(&config, Some(trained.labels()), device)
     }
 
-    fn score(
-        trained: &Trained<Self>,
-        input: &str,
-        output: &Path,
-        device: &Device,
-    ) -> Result<usize> {
+    fn score(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize> {
         let net = driver::load_net(trained, device)?;
-        let catalog = Catalog::open(input, &trained.config.data.label_column, None)?;
+        let catalog = Self::catalog(trained, job)?;
         let labels = trained.labels();
-        let mut writer = ClassScoreWriter::create(output, "id", labels)?;
+        let mut writer = ClassScoreWriter::create(job.output, "id", labels)?;
         Self::stream(trained, &catalog, &net, |rows, _, probabilities| {
             for (row, p) in rows.iter().zip(probabilities.chunks(labels.len())) {
                 writer.write(&catalog.entries[*row].id, p)?;
@@ -334,17 +396,30 @@ impl Family for ImageFamily {
             "output": ClassScoreWriter::columns("id", trained.labels()),
         })
     }
+
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>> {
+        let labels = trained.labels().to_vec();
+        let mut outputs = online::class_outputs(labels.len());
+        let width = trained.input.embedding_size as i64;
+        outputs.push(TensorSpec::new("embedding", Datatype::Fp32, &[-1, width]));
+        let signature = Signature {
+            inputs: vec![TensorSpec::new("image", Datatype::Bytes, &[-1])],
+            outputs,
+            parameters: Vec::new(),
+        };
+        Ok(Box::new(OnlineImages {
+            signature,
+            net: driver::load_net(&trained, device)?,
+            prep: Self::preprocess(&trained),
+            labels,
+        }))
+    }
 }
 
 impl Embed for ImageFamily {
-    fn embed(
-        trained: &Trained<Self>,
-        input: &str,
-        output: &Path,
-        device: &Device,
-    ) -> Result<usize> {
+    fn embed(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize> {
         let net = driver::load_net(trained, device)?;
-        let catalog = Catalog::open(input, &trained.config.data.label_column, None)?;
+        let catalog = Self::catalog(trained, job)?;
         let artifacts = &trained.artifacts;
         let metadata = [
             (embeddings::META_KIND, ModelKind::Vgg.to_string()),
@@ -352,7 +427,7 @@ impl Embed for ImageFamily {
             (embeddings::META_WEIGHTS, sha256_file(&artifacts.weights)?),
         ];
         let mut writer = IndexWriter::create(
-            output,
+            job.output,
             catalog.entries.len(),
             trained.input.embedding_size,
             &metadata,

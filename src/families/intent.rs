@@ -14,7 +14,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::driver;
-use super::family::{Config, Family, Prepared, Trained};
+use super::family::{BatchJob, Config, Family, Prepared, Trained};
+use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::scores::ProbabilityWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
@@ -24,7 +25,8 @@ use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
 use crate::base::tensor::to_host;
 use crate::data::sequences::{
-    Examples, SequenceDataConfig, UserHistories, VOCABULARY_FILE, Vocabulary, describe_time,
+    Examples, PAD, SequenceDataConfig, UserHistories, VOCABULARY_FILE, Vocabulary, describe_time,
+    user_sequence,
 };
 use crate::models::intent::{IntentConfig, IntentNet};
 use crate::train::Task;
@@ -227,6 +229,58 @@ fn report_skipped(path: &Path, skipped: u64) {
     }
 }
 
+/// The largest events text of one user a request may hold: far more than the
+/// `sequence_length` latest events the net reads.
+const MAX_EVENTS_BYTES: usize = 1 << 20;
+
+/// The trained net answering `events` requests: one user's recent events each.
+struct OnlineIntent {
+    signature: Signature,
+    net: IntentNet,
+    vocabulary: Vocabulary,
+    sequence_length: usize,
+    device: Device,
+}
+
+impl Online for OnlineIntent {
+    type Example = (u64, Vec<u32>);
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn parse(&self, request: &Request) -> std::result::Result<Vec<(u64, Vec<u32>)>, String> {
+        online::texts(request.input("events"), MAX_EVENTS_BYTES)?
+            .into_iter()
+            .enumerate()
+            .map(|(at, text)| {
+                let name = format!("input \"events\"[{at}]");
+                user_sequence(&name, text.as_bytes(), self.sequence_length, &self.vocabulary)
+                    .map_err(|err| format!("{err:#}"))
+            })
+            .collect()
+    }
+
+    fn predict(&self, examples: &[(u64, Vec<u32>)]) -> Result<Vec<Vec<Values>>> {
+        let batch = Examples {
+            sequence_length: self.sequence_length,
+            users: examples.iter().map(|(user, _)| *user).collect(),
+            tokens: examples.iter().flat_map(|(_, tokens)| tokens.iter().copied()).collect(),
+            ..Examples::default()
+        };
+        let probabilities = probabilities(&self.net, &batch, &self.device)?;
+        Ok(examples
+            .iter()
+            .zip(probabilities)
+            .map(|((user, _), p)| vec![Values::Int64(vec![*user as i64]), Values::Fp32(vec![p])])
+            .collect())
+    }
+
+    fn warmup_example(&self) -> (u64, Vec<u32>) {
+        (0, vec![PAD; self.sequence_length])
+    }
+}
+
 impl Family for IntentFamily {
     const KIND: ModelKind = ModelKind::Intent;
     const RUN_FILES: &'static [&'static str] = &[VOCABULARY_FILE];
@@ -342,19 +396,16 @@ impl Family for IntentFamily {
 
     /// Scores every user of `input` from all of its events (there is no cut: the
     /// prediction is about the window after the log ends), in batches, in user-id order.
-    fn score(
-        trained: &Trained<Self>,
-        input: &str,
-        output: &Path,
-        device: &Device,
-    ) -> Result<usize> {
+    fn score(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize> {
+        let (input, output) = (job.input, job.output);
         let data = &trained.config.data;
         let vocabulary = Self::vocabulary(trained)?;
         let model = driver::load_net(trained, device)?;
         let path = Path::new(input);
         let mut histories = UserHistories::for_scoring(path, data)?;
         report_skipped(path, histories.read.skipped);
-        let users = histories.sorted_users();
+        let mut users = histories.sorted_users();
+        users.retain(|user| job.shard.holds(&user.to_string()));
         ensure_fits(&trained.config, users.len().min(INFERENCE_BATCH * 16))?;
         let progress = Progress::new(Some(users.len() as u64), 0, "users");
         let mut writer = ProbabilityWriter::create(output)?;
@@ -381,6 +432,24 @@ impl Family for IntentFamily {
             },
             "output": ProbabilityWriter::COLUMNS,
         })
+    }
+
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>> {
+        let signature = Signature {
+            inputs: vec![TensorSpec::new("events", Datatype::Bytes, &[-1])],
+            outputs: vec![
+                TensorSpec::new("user_id", Datatype::Int64, &[-1]),
+                TensorSpec::new("probability", Datatype::Fp32, &[-1]),
+            ],
+            parameters: Vec::new(),
+        };
+        Ok(Box::new(OnlineIntent {
+            signature,
+            net: driver::load_net(&trained, device)?,
+            vocabulary: Self::vocabulary(&trained)?,
+            sequence_length: trained.config.data.sequence_length,
+            device: device.clone(),
+        }))
     }
 }
 

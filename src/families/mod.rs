@@ -7,6 +7,7 @@ pub mod family;
 pub mod images;
 pub mod intent;
 pub mod node;
+pub mod online;
 pub mod recommender;
 pub mod sentiment;
 

@@ -2,6 +2,7 @@
 //! nodes of the train split, accuracy and macro-F1 on the others. Full batch: one
 //! optimiser step per epoch, as in the GCN and GAT papers.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::path::Path;
 
@@ -12,11 +13,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::driver;
-use super::family::{Config, Family, Prepared, Trained};
+use super::family::{BatchJob, Config, Family, Prepared, Trained};
+use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
+use crate::base::quote::quoted;
 use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
 use crate::base::tensor::{cross_entropy, index_tensor, label_column, to_host};
@@ -350,19 +353,18 @@ impl<N: GraphNet> Family for NodeFamily<N> {
         Ok(Self::task_over(trained, &trained.config.data, device)?.0)
     }
 
-    fn score(
-        trained: &Trained<Self>,
-        input: &str,
-        output: &Path,
-        device: &Device,
-    ) -> Result<usize> {
-        let data = GraphDataConfig { source: input.to_string(), ..trained.config.data.clone() };
+    /// The whole graph runs through the net (a node's neighbours are in any shard); only
+    /// the shard's nodes are written.
+    fn score(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize> {
+        let data = GraphDataConfig { source: job.input.to_string(), ..trained.config.data.clone() };
         let (task, graph) = Self::task_over(trained, &data, device)?;
         let probabilities = task.probabilities(&driver::load_net(trained, device)?)?;
         let labels = trained.labels();
-        let mut writer = ClassScoreWriter::create(output, "node_id", labels)?;
+        let mut writer = ClassScoreWriter::create(job.output, "node_id", labels)?;
         for (node, row) in graph.node_ids.iter().zip(probabilities.chunks(labels.len())) {
-            writer.write(node, row)?;
+            if job.shard.holds(node) {
+                writer.write(node, row)?;
+            }
         }
         writer.finish()
     }
@@ -375,5 +377,65 @@ impl<N: GraphNet> Family for NodeFamily<N> {
             },
             "output": ClassScoreWriter::columns("node_id", trained.labels()),
         })
+    }
+
+    /// The trained graph is fixed: every node's probabilities are computed once, and a
+    /// request looks its nodes up.
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>> {
+        let (task, graph) = Self::task_over(&trained, &trained.config.data, device)?;
+        let probabilities = task.probabilities(&driver::load_net(&trained, device)?)?;
+        let labels = trained.labels().to_vec();
+        let signature = Signature {
+            inputs: vec![TensorSpec::new("node_id", Datatype::Bytes, &[-1])],
+            outputs: online::class_outputs(labels.len()),
+            parameters: Vec::new(),
+        };
+        let rows = graph.node_ids.into_iter().enumerate().map(|(row, id)| (id, row)).collect();
+        Ok(Box::new(OnlineNodes { signature, probabilities, rows, labels }))
+    }
+}
+
+/// Node ids of the trained graph, answered with their class probabilities.
+struct OnlineNodes {
+    signature: Signature,
+    /// `[nodes * classes]`, row-major.
+    probabilities: Vec<f32>,
+    rows: HashMap<String, usize>,
+    labels: Vec<String>,
+}
+
+impl Online for OnlineNodes {
+    /// The node's row.
+    type Example = usize;
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn parse(&self, request: &Request) -> std::result::Result<Vec<usize>, String> {
+        online::texts(request.input("node_id"), 1024)?
+            .into_iter()
+            .map(|id| {
+                self.rows
+                    .get(id.trim())
+                    .copied()
+                    .ok_or_else(|| format!("node {} is not in the trained graph", quoted(id)))
+            })
+            .collect()
+    }
+
+    fn predict(&self, rows: &[usize]) -> Result<Vec<Vec<Values>>> {
+        let classes = self.labels.len();
+        Ok(rows
+            .iter()
+            .map(|&row| {
+                let p = &self.probabilities[row * classes..(row + 1) * classes];
+                online::class_prediction(p, &self.labels)
+            })
+            .collect())
+    }
+
+    fn warmup_example(&self) -> usize {
+        0
     }
 }

@@ -23,7 +23,8 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::driver;
-use super::family::{Config, Family, Prepared, Recommend, Trained};
+use super::family::{BatchJob, Config, Family, Prepared, Recommend, Trained};
+use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::scores::RecommendationWriter;
 use crate::base::config::{ModelKind, check_positive};
 use crate::base::memory;
@@ -119,30 +120,27 @@ impl Recommendation {
     }
 
     /// User and item embeddings after propagation, with the net in inference mode.
-    fn embeddings(&self, model: &GraphRecommender) -> (Tensor<2>, Tensor<2>) {
+    fn ranker(&self, model: &GraphRecommender) -> Ranker {
         let all = model.propagate(&self.adjacency);
         let users = all.clone().narrow(0, 0, self.data.num_users);
         let items = all.narrow(0, self.data.num_users, self.data.num_items);
-        (users, items)
+        Ranker { users, items_t: items.transpose() }
     }
 
     /// Calls `visit(user, scores)` for each user, scores over all items with the user's
     /// training items set to -inf, computed `USERS_PER_BATCH` users at a time.
     fn rank(
         &self,
-        model: &GraphRecommender,
+        ranker: &Ranker,
         users: &[u32],
         mut visit: impl FnMut(u32, &[f32]) -> Result<()>,
     ) -> Result<()> {
-        let (user_embeddings, item_embeddings) = self.embeddings(model);
-        let item_embeddings_t = item_embeddings.transpose();
-        let device = user_embeddings.device();
+        let device = ranker.users.device();
         let items = self.data.num_items;
         for chunk in users.chunks(USERS_PER_BATCH) {
             let index = index_tensor(chunk.iter().map(|&u| i64::from(u)), &device);
-            let mut scores = to_host(
-                user_embeddings.clone().select(0, index).matmul(item_embeddings_t.clone()),
-            )?;
+            let mut scores =
+                to_host(ranker.users.clone().select(0, index).matmul(ranker.items_t.clone()))?;
             for (row, &user) in scores.chunks_mut(items).zip(chunk) {
                 for &seen in &self.train_items[user as usize] {
                     row[seen as usize] = f32::NEG_INFINITY;
@@ -153,10 +151,21 @@ impl Recommendation {
         Ok(())
     }
 
+    /// Trained users by their id in the interaction files.
+    fn trained_user_index(&self) -> HashMap<u64, u32> {
+        self.trained_users().map(|u| (self.data.user_id(u), u)).collect()
+    }
+
     /// Users with training interactions: the ones a recommender can rank for.
     fn trained_users(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.data.num_users as u32).filter(|&u| !self.train_items[u as usize].is_empty())
     }
+}
+
+/// Propagated embeddings: users `[U, D]`, items transposed `[D, I]`.
+struct Ranker {
+    users: Tensor<2>,
+    items_t: Tensor<2>,
 }
 
 impl Task for Recommendation {
@@ -232,7 +241,7 @@ impl Task for Recommendation {
         let ks = &self.config.eval_k;
         let max_k = ks.iter().copied().max().unwrap_or(20);
         let mut sums = vec![(0.0, 0.0); ks.len()];
-        self.rank(model, &self.test_users, |user, scores| {
+        self.rank(&self.ranker(model), &self.test_users, |user, scores| {
             let ranked = metrics::top_k(scores, max_k);
             for (sum, &k) in sums.iter_mut().zip(ks) {
                 let (recall, ndcg) =
@@ -408,12 +417,7 @@ impl Family for RecommenderFamily {
         ))
     }
 
-    fn score(
-        _trained: &Trained<Self>,
-        _input: &str,
-        _output: &Path,
-        _device: &Device,
-    ) -> Result<usize> {
+    fn score(_trained: &Trained<Self>, _job: &BatchJob<'_>, _device: &Device) -> Result<usize> {
         bail!(
             "a recommender ranks items per user: use `shopnet recommend --run RUN_DIR --users all --k 20 --output recs.csv`"
         )
@@ -425,25 +429,104 @@ impl Family for RecommenderFamily {
             "output": RecommendationWriter::COLUMNS,
         })
     }
+
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>> {
+        let task = Self::restore(&trained, device)?;
+        let ranker = task.ranker(&driver::load_net(&trained, device)?);
+        let signature = Signature {
+            inputs: vec![TensorSpec::new("user_id", Datatype::Int64, &[-1])],
+            outputs: vec![
+                TensorSpec::new("item_ids", Datatype::Int64, &[-1, -1]),
+                TensorSpec::new("scores", Datatype::Fp32, &[-1, -1]),
+            ],
+            parameters: vec![(
+                "k",
+                format!(
+                    "items per user, 1 to {} (default {DEFAULT_K}); -1 item ids with score 0 pad a user with fewer unseen items",
+                    task.data.num_items
+                ),
+            )],
+        };
+        let users = task.trained_user_index();
+        Ok(Box::new(OnlineRecommender { signature, task, ranker, users }))
+    }
+}
+
+/// Items per user when a request does not say.
+const DEFAULT_K: usize = 20;
+
+/// The trained recommender answering `user_id` requests with each user's top `k` unseen
+/// items, as `recommend` ranks them.
+struct OnlineRecommender {
+    signature: Signature,
+    task: Recommendation,
+    ranker: Ranker,
+    users: HashMap<u64, u32>,
+}
+
+impl Online for OnlineRecommender {
+    /// The user's index and how many items it asks for.
+    type Example = (u32, usize);
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn parse(&self, request: &Request) -> std::result::Result<Vec<(u32, usize)>, String> {
+        let k = online::count_parameter(request, "k", DEFAULT_K, self.task.data.num_items)?;
+        online::integers(request.input("user_id"))
+            .iter()
+            .map(|&id| {
+                u64::try_from(id)
+                    .ok()
+                    .and_then(|id| self.users.get(&id))
+                    .map(|&user| (user, k))
+                    .ok_or_else(|| format!("user {id} has no training interactions"))
+            })
+            .collect()
+    }
+
+    fn predict(&self, examples: &[(u32, usize)]) -> Result<Vec<Vec<Values>>> {
+        let users: Vec<u32> = examples.iter().map(|&(user, _)| user).collect();
+        let mut out = Vec::with_capacity(examples.len());
+        let mut at = 0;
+        self.task.rank(&self.ranker, &users, |_, scores| {
+            let k = examples[at].1;
+            at += 1;
+            let top = metrics::top_k(scores, k);
+            let mut items: Vec<i64> =
+                top.iter().map(|&item| self.task.data.item_id(item) as i64).collect();
+            let mut values: Vec<f32> = top.iter().map(|&item| scores[item as usize]).collect();
+            items.resize(k, -1);
+            values.resize(k, 0.0);
+            out.push(vec![Values::Int64(items), Values::Fp32(values)]);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn warmup_example(&self) -> (u32, usize) {
+        (self.users.values().next().copied().unwrap_or(0), 1)
+    }
 }
 
 impl Recommend for RecommenderFamily {
     fn recommend(
         trained: &Trained<Self>,
-        users: &str,
+        job: &BatchJob<'_>,
         k: usize,
-        output: &Path,
         device: &Device,
     ) -> Result<usize> {
         let task = Self::restore(trained, device)?;
         let model = driver::load_net(trained, device)?;
-        let user_list: Vec<u32> = match users {
+        let mut user_list: Vec<u32> = match job.input {
             "all" => task.trained_users().collect(),
             file => read_user_ids(Path::new(file), &task)?,
         };
-        let mut writer = RecommendationWriter::create(output)?;
+        user_list.retain(|&user| job.shard.holds(&task.data.user_id(user).to_string()));
+        let mut writer = RecommendationWriter::create(job.output)?;
         let progress = Progress::new(Some(user_list.len() as u64), 0, "users");
-        task.rank(&model, &user_list, |user, scores| {
+        task.rank(&task.ranker(&model), &user_list, |user, scores| {
             for (rank, item) in metrics::top_k(scores, k).into_iter().enumerate() {
                 writer.write(
                     task.data.user_id(user),
@@ -468,8 +551,7 @@ fn source_name(data: &InteractionDataConfig) -> &str {
 /// One user id per line, as in the interaction files; each must be a trained user.
 fn read_user_ids(path: &Path, task: &Recommendation) -> Result<Vec<u32>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let trained: HashMap<u64, u32> =
-        task.trained_users().map(|u| (task.data.user_id(u), u)).collect();
+    let trained = task.trained_user_index();
     let mut users = Vec::new();
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: cannot read", path.display()))?;

@@ -17,7 +17,8 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::driver;
-use super::family::{Config, Family, Prepared, Trained};
+use super::family::{BatchJob, Config, Family, Prepared, Trained};
+use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
@@ -388,6 +389,55 @@ impl SentimentFamily {
     }
 }
 
+/// A text's tokens as the model reads them (scoring and serving alike).
+fn encode(text: &str, tokenizer: &TextTokenizer, encoder: &BertConfig) -> Result<Vec<u32>> {
+    let tokens =
+        tokenizer.encode(clean_text(text)).map_err(|err| anyhow!("{TOKENIZER_FILE}: {err}"))?;
+    if let Some(max) = tokens.iter().max() {
+        check_token(*max, encoder).map_err(|err| anyhow!("{TOKENIZER_FILE}: {err}"))?;
+    }
+    Ok(tokens)
+}
+
+/// The trained classifier answering `text` requests.
+struct OnlineSentiment {
+    signature: Signature,
+    net: BertClassifier,
+    tokenizer: TextTokenizer,
+    encoder: BertConfig,
+    labels: Vec<String>,
+}
+
+impl Online for OnlineSentiment {
+    type Example = Vec<u32>;
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn parse(&self, request: &Request) -> std::result::Result<Vec<Vec<u32>>, String> {
+        online::texts(request.input("text"), MAX_TEXT_BYTES)?
+            .into_iter()
+            .enumerate()
+            .map(|(at, text)| {
+                encode(text, &self.tokenizer, &self.encoder)
+                    .map_err(|err| format!("input \"text\"[{at}]: {err:#}"))
+            })
+            .collect()
+    }
+
+    fn predict(&self, examples: &[Vec<u32>]) -> Result<Vec<Vec<Values>>> {
+        let sequences: Vec<&[u32]> = examples.iter().map(Vec::as_slice).collect();
+        let classes = self.labels.len();
+        let probs = probabilities(&self.net, &sequences, self.tokenizer.pad_id, classes)?;
+        Ok(probs.chunks(classes).map(|row| online::class_prediction(row, &self.labels)).collect())
+    }
+
+    fn warmup_example(&self) -> Vec<u32> {
+        self.tokenizer.encode("").unwrap_or_default()
+    }
+}
+
 impl Family for SentimentFamily {
     const KIND: ModelKind = ModelKind::Bert;
     const RUN_FILES: &'static [&'static str] = &[TOKENIZER_FILE];
@@ -484,12 +534,8 @@ impl Family for SentimentFamily {
         Sentiment::new(parts, &data)
     }
 
-    fn score(
-        trained: &Trained<Self>,
-        input_path: &str,
-        output: &Path,
-        device: &Device,
-    ) -> Result<usize> {
+    fn score(trained: &Trained<Self>, job: &BatchJob<'_>, device: &Device) -> Result<usize> {
+        let (input_path, output) = (job.input, job.output);
         let model = driver::load_net(trained, device)?;
         let tokenizer = Self::tokenizer(trained)?;
         let file =
@@ -515,6 +561,9 @@ impl Family for SentimentFamily {
             Ok(())
         };
         source.for_each(|row| {
+            if !job.shard.holds(columns.shard_key(&row)) {
+                return Ok(());
+            }
             pending.push(columns.read(&row, trained, &tokenizer)?);
             if pending.len() >= SCORE_CHUNK {
                 flush(&mut pending)?;
@@ -537,7 +586,27 @@ impl Family for SentimentFamily {
             "output": ClassScoreWriter::columns("id", trained.labels()),
         })
     }
+
+    fn online(trained: Trained<Self>, device: &Device) -> Result<Box<dyn Served>> {
+        let labels = trained.labels().to_vec();
+        let signature = Signature {
+            inputs: vec![TensorSpec::new("text", Datatype::Bytes, &[-1])],
+            outputs: online::class_outputs(labels.len()),
+            parameters: Vec::new(),
+        };
+        Ok(Box::new(OnlineSentiment {
+            signature,
+            net: driver::load_net(&trained, device)?,
+            tokenizer: Self::tokenizer(&trained)?,
+            encoder: trained.input.bert.clone(),
+            labels,
+        }))
+    }
 }
+
+/// The longest review text a request may hold; the tokenizer keeps `max_length` tokens of
+/// it anyway, so more only costs the server.
+const MAX_TEXT_BYTES: usize = 64 * 1024;
 
 /// Where the text, label and id of a row to score are.
 struct ScoreColumns {
@@ -554,6 +623,13 @@ impl ScoreColumns {
             label: source.column(&trained.config.data.label_column),
             id: source.column("id"),
         }
+    }
+
+    /// What decides the row's shard: its `id`, or without one its text (never its line,
+    /// which depends on the order of the file).
+    fn shard_key<'r>(&self, row: &'r Row<'_>) -> &'r str {
+        let at = self.id.unwrap_or(self.text);
+        row.record.get(at).unwrap_or_default()
     }
 
     /// The row's id (its `id` or its line) and tokens; a label, when present, must be one
@@ -575,17 +651,12 @@ impl ScoreColumns {
                 )));
             }
         }
-        let text = clean_text(row.text(self.text, &trained.input.text_column)?);
         let id = match self.id {
             Some(at) => row.text(at, "id")?.to_string(),
             None => row.line.to_string(),
         };
-        let tokens =
-            tokenizer.encode(text).map_err(|err| row.error(format!("{TOKENIZER_FILE}: {err}")))?;
-        if let Some(max) = tokens.iter().max() {
-            check_token(*max, &trained.input.bert)
-                .map_err(|err| row.error(format!("{}: {err}", TOKENIZER_FILE)))?;
-        }
+        let text = row.text(self.text, &trained.input.text_column)?;
+        let tokens = encode(text, tokenizer, &trained.input.bert).map_err(|err| row.error(err))?;
         Ok((id, tokens))
     }
 }
