@@ -169,3 +169,76 @@ fn deploy_files_are_valid_and_shard_by_the_runner_index() {
     assert!(script.contains("#SBATCH --array="), "{script}");
     assert!(script.contains("--shard \"$index/$count\""), "{script}");
 }
+
+/// One metrics.csv column, by name.
+fn column(run: &Path, name: &str) -> Vec<f64> {
+    let text = fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("{name}"));
+    lines.map(|l| l.split(',').nth(at).unwrap().parse().unwrap()).collect()
+}
+
+#[test]
+fn data_parallel_training_over_two_devices_follows_one_device() {
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    if !wgpu_usable(d) {
+        return;
+    }
+    run_ok(d, &["synth", "events", "--users", "700", "--seed", "4", "--out", "events.csv"]);
+    // Without dropout the split batch's gradient is the whole batch's: the runs agree up
+    // to float rounding (the CPU and the wgpu device sum in different orders).
+    let train = |devices: &str| {
+        let said = shopnet(
+            &[
+                "train",
+                "--config",
+                &config("intent_synth.toml"),
+                "--set",
+                "data.events=\"events.csv\"",
+                "--set",
+                "train.epochs=2",
+                "--set",
+                "model.dropout=0.0",
+                "--device",
+                devices,
+                "--out",
+                "runs",
+            ],
+            d,
+        );
+        assert!(said.status.success(), "{devices}: {}", stderr(&said));
+        (d.join(run_dir_from(&stdout(&said))), stderr(&said))
+    };
+    let (one, _) = train("cpu");
+    let (two, said) = train("cpu,wgpu");
+    assert!(said.contains("wgpu"), "the wgpu device was not opened: {said}");
+    for name in ["train_loss", "val_loss", "val_roc_auc"] {
+        let (a, b) = (column(&one, name), column(&two, name));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-4 * x.abs().max(1.0), "{name}: one device {a:?}, two {b:?}");
+        }
+    }
+    // A node classifier trains full-batch: it says so and uses the first device.
+    let gcn = shopnet(
+        &[
+            "train",
+            "--config",
+            &config("gcn_cora.toml"),
+            "--set",
+            "train.epochs=2",
+            "--device",
+            "cpu,wgpu",
+            "--out",
+            "runs",
+        ],
+        d,
+    );
+    assert!(gcn.status.success(), "{}", stderr(&gcn));
+    assert!(stderr(&gcn).contains("training on the first device only"), "{}", stderr(&gcn));
+    assert_user_error(
+        &shopnet(&["train", "--config", &config("gcn_cora.toml"), "--device", "cpu,cpu"], d),
+        "listed twice",
+    );
+}

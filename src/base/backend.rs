@@ -101,6 +101,27 @@ pub fn open_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
     open(&DeviceSpec::parse(name).map_err(|err| anyhow!("{source}: {err}"))?)
 }
 
+/// The devices of a training run: `--device` or `runtime.device`, a comma-separated list
+/// for data-parallel training (`wgpu:discrete:0,wgpu:discrete:1`); the first holds the
+/// model between steps.
+pub fn open_all_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Vec<Device>> {
+    let runtime = config.runtime()?;
+    configure_threads(runtime.threads);
+    let (source, names) = match flag {
+        Some(names) => ("--device", names),
+        None => ("runtime.device", runtime.device.as_str()),
+    };
+    let mut specs = Vec::new();
+    for name in names.split(',') {
+        let spec = DeviceSpec::parse(name).map_err(|err| anyhow!("{source}: {err}"))?;
+        if specs.contains(&spec) {
+            bail!("{source}: {:?} is listed twice", name.trim());
+        }
+        specs.push(spec);
+    }
+    specs.iter().map(open).collect()
+}
+
 /// Sets the CPU thread pool size (0 = all cores). Must run before the first tensor op.
 pub fn configure_threads(threads: usize) {
     if threads > 0 {

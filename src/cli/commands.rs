@@ -199,8 +199,14 @@ fn train(args: TrainArgs) -> Result<()> {
         (None, None) => bail!("train needs --config FILE or --resume RUN_DIR"),
     };
     let kind = doc.kind()?;
-    let device = backend::open_for_run(args.device.as_deref(), &doc)?;
-    let job = TrainJob { config: &doc, target, device: &device, stop_after: args.stop_after };
+    let devices = backend::open_all_for_run(args.device.as_deref(), &doc)?;
+    let job = TrainJob {
+        config: &doc,
+        target,
+        device: &devices[0],
+        replicas: &devices[1..],
+        stop_after: args.stop_after,
+    };
     let summary = with_family!(kind, F => driver::train::<F>(job))?;
     let dir = summary.run_dir.display();
     match summary.best_epoch {

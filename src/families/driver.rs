@@ -34,6 +34,8 @@ pub struct TrainJob<'a> {
     pub config: &'a ConfigDoc,
     pub target: RunTarget,
     pub device: &'a Device,
+    /// More devices for data-parallel training.
+    pub replicas: &'a [Device],
     pub stop_after: Option<usize>,
 }
 
@@ -91,6 +93,7 @@ pub fn train<F: Family>(job: TrainJob<'_>) -> Result<TrainSummary> {
         config: &config.train,
         checkpoint_secs: config.runtime.checkpoint_secs,
         device: job.device,
+        replicas: job.replicas,
         stop_after: job.stop_after,
         validation_metrics: &validation_metrics,
     };

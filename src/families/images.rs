@@ -31,6 +31,7 @@ use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host}
 use crate::data::images::{Catalog, ImageDataConfig, ImageSet, Preprocess, decode_bytes};
 use crate::models::vgg::{self, Vgg, VggConfig, VggSpec};
 use crate::train::Task;
+use crate::train::step::split_examples;
 
 /// Images per forward pass when evaluating, scoring and embedding.
 const INFERENCE_BATCH: usize = 256;
@@ -95,6 +96,10 @@ impl Task for ImageClassification {
             Some(start) => fork_pretrained(start, device),
             None => Vgg::new(&self.spec, self.num_classes(), &mut HostRng::new(seed), device),
         })
+    }
+
+    fn split_batch(&self, batch: &Vec<u32>, parts: usize) -> Option<Vec<(Vec<u32>, f64)>> {
+        Some(split_examples(batch, parts))
     }
 
     fn batches_per_epoch(&self) -> usize {

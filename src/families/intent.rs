@@ -30,6 +30,7 @@ use crate::data::sequences::{
 };
 use crate::models::intent::{IntentConfig, IntentNet};
 use crate::train::Task;
+use crate::train::step::split_examples;
 
 /// Users per forward pass in evaluation and scoring (the reference inference batch).
 const INFERENCE_BATCH: usize = 256;
@@ -118,6 +119,10 @@ impl Task for PurchaseIntent {
 
     fn init_model(&self, seed: u64, device: &Device) -> Result<IntentNet> {
         Ok(IntentNet::new(&self.config, self.num_tokens, &mut HostRng::new(seed), device))
+    }
+
+    fn split_batch(&self, batch: &Vec<usize>, parts: usize) -> Option<Vec<(Vec<usize>, f64)>> {
+        Some(split_examples(batch, parts))
     }
 
     fn batches_per_epoch(&self) -> usize {

@@ -33,6 +33,7 @@ use crate::models::bert::{
     Bert, BertClassifier, BertConfig, BertInput, HiddenAct, ModelFiles, PositionEmbeddingType,
 };
 use crate::train::Task;
+use crate::train::step::split_examples;
 
 /// The run's copy of the tokenizer.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -293,6 +294,10 @@ impl Task for Sentiment {
             None => self.encoder.init(device),
         };
         Ok(BertClassifier::new(bert, &self.encoder, self.num_classes, self.dropout, device))
+    }
+
+    fn split_batch(&self, batch: &Vec<usize>, parts: usize) -> Option<Vec<(Vec<usize>, f64)>> {
+        Some(split_examples(batch, parts))
     }
 
     fn batches_per_epoch(&self) -> usize {

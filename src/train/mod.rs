@@ -65,6 +65,14 @@ pub trait Task {
 
     /// Metrics on a split, with the model in inference mode. The first is the loss.
     fn evaluate(&self, model: &Self::Model, split: Split) -> Result<Metrics>;
+
+    /// A batch cut into at most `parts` parts for data-parallel training, each with its
+    /// share of the batch's examples; `train_loss` builds a part's tensors on the device
+    /// of the model it is given. `None` (the default) for a task whose batch cannot be
+    /// split: full-batch graph training, or data kept on one device.
+    fn split_batch(&self, _batch: &Self::Batch, _parts: usize) -> Option<Vec<(Self::Batch, f64)>> {
+        None
+    }
 }
 
 /// Where and how a run trains.
@@ -73,6 +81,9 @@ pub struct Fit<'a> {
     pub config: &'a TrainConfig,
     pub checkpoint_secs: f64,
     pub device: &'a Device,
+    /// More devices for data-parallel training (each batch split across `device` and
+    /// these); empty for one device.
+    pub replicas: &'a [Device],
     /// Stop cleanly after this many epochs in this invocation (the run stays resumable).
     pub stop_after: Option<usize>,
     /// What `Task::evaluate` reports, for checking the early-stopping metric.
@@ -93,6 +104,8 @@ struct Session<M> {
     /// best.safetensors always matches state.json.
     unsaved_best: Option<M>,
     last_checkpoint: Instant,
+    /// Whether the user was told that data-parallel training does not apply.
+    noted_one_device: bool,
 }
 
 // long: the epoch loop reads best as one piece; its steps are the helpers below.
@@ -100,6 +113,7 @@ pub fn fit<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<FitOutcome>
     let config = fit.config;
     let stopping = EarlyStopping::new(&config.early_stopping, fit.validation_metrics)?;
     let mut session = start(task, fit, resume)?;
+
     let schedule = LrSchedule::new(config, task.batches_per_epoch());
     let mut log = metrics_log::MetricsLog::open(fit.run_dir, session.state.epochs_done)?;
     let progress =
@@ -171,8 +185,14 @@ fn start<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<Session<T::Mo
         task.kind(),
         fit.run_dir.display()
     );
-    let mut session =
-        Session { model, optimizer, state, unsaved_best: None, last_checkpoint: Instant::now() };
+    let mut session = Session {
+        model,
+        optimizer,
+        state,
+        unsaved_best: None,
+        last_checkpoint: Instant::now(),
+        noted_one_device: false,
+    };
     if !resumable {
         save_checkpoint(task, fit, &mut session)?;
     }
@@ -189,15 +209,15 @@ fn train_epoch<T: Task>(
     let epoch = session.state.epochs_done;
     let started = Instant::now();
     let mut rng = HostRng::for_epoch(fit.config.seed, epoch);
-    fit.device.seed(fit.config.seed.wrapping_add(epoch as u64));
+    for device in std::iter::once(fit.device).chain(fit.replicas) {
+        device.seed(fit.config.seed.wrapping_add(epoch as u64));
+    }
     let batches = task.train_batches(&mut rng)?;
     let mut loss_sum = 0.0;
     let mut lr = schedule.at(session.state.steps_done);
     for batch in &batches {
         lr = schedule.at(session.state.steps_done);
-        let loss = task.train_loss(&session.model, batch, &mut rng)?;
-        let (model, value) =
-            step::optimizer_step(session.model.clone(), loss, &mut session.optimizer, lr);
+        let (model, value) = train_step(task, fit, session, batch, lr, &mut rng)?;
         if !value.is_finite() {
             bail!(
                 "training diverged: the loss is {value} at epoch {} step {} (try a lower train.lr or set train.clip_grad_norm)",
@@ -219,6 +239,42 @@ fn train_epoch<T: Task>(
     row.push("seconds", started.elapsed().as_secs_f64());
     session.state.epochs_done = epoch + 1;
     Ok(row)
+}
+
+/// One optimiser step on `batch`: on the training device, or split across it and the
+/// replicas.
+fn train_step<T: Task>(
+    task: &T,
+    fit: &Fit<'_>,
+    session: &mut Session<T::Model>,
+    batch: &T::Batch,
+    lr: f64,
+    rng: &mut HostRng,
+) -> Result<(T::Model, f64)> {
+    let devices = 1 + fit.replicas.len();
+    let parts = if devices > 1 { task.split_batch(batch, devices) } else { None };
+    let Some(parts) = parts else {
+        if devices > 1 && !session.noted_one_device {
+            session.noted_one_device = true;
+            eprintln!(
+                "note: a {} batch cannot be split across devices (full-batch training, or data kept on one device): training on the first device only",
+                task.kind()
+            );
+        }
+        let loss = task.train_loss(&session.model, batch, rng)?;
+        return Ok(step::optimizer_step(session.model.clone(), loss, &mut session.optimizer, lr));
+    };
+    let main = fit.device.clone().autodiff();
+    let placed = std::iter::once(fit.device)
+        .chain(fit.replicas)
+        .zip(parts)
+        .map(|(device, (part, share))| (device.clone().autodiff(), part, share))
+        .collect();
+    let (grads, value) =
+        step::data_parallel_gradients(&session.model, &main, placed, |replica, part| {
+            task.train_loss(replica, part, rng)
+        })?;
+    Ok((session.optimizer.step(lr, session.model.clone(), grads), value))
 }
 
 fn save_checkpoint<T: Task>(
