@@ -70,20 +70,7 @@ fn three_shards_write_exactly_the_rows_of_the_unsharded_job() {
     lines.sort_by_key(|line| std::cmp::Reverse(user(line)));
     fs::write(d.join("reversed.csv"), format!("{header}\n{}\n", lines.join("\n"))).unwrap();
 
-    let intent = run_dir_from(&run_ok(
-        d,
-        &[
-            "train",
-            "--config",
-            &config("intent_synth.toml"),
-            "--set",
-            "data.events=\"events.csv\"",
-            "--set",
-            "train.epochs=1",
-            "--out",
-            "runs",
-        ],
-    ));
+    let intent = train_on_events(d, "intent_synth.toml", &["--set", "train.epochs=1"]);
     let intent = intent.to_str().unwrap();
     run_ok(d, &["score", "--run", intent, "--input", "events.csv", "--output", "scores.csv"]);
     let sharded = [
@@ -99,22 +86,8 @@ fn three_shards_write_exactly_the_rows_of_the_unsharded_job() {
     ];
     check_shards(d, &sharded, &d.join("scores.csv"), "score");
 
-    let recommender = run_dir_from(&run_ok(
-        d,
-        &[
-            "train",
-            "--config",
-            &config("recommender_taobao.toml"),
-            "--set",
-            "data.events=\"events.csv\"",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "model.embedding_size=8",
-            "--out",
-            "runs",
-        ],
-    ));
+    let small = ["--set", "train.epochs=1", "--set", "model.embedding_size=8"];
+    let recommender = train_on_events(d, "recommender_taobao.toml", &small);
     let recommender = recommender.to_str().unwrap();
     run_ok(d, &["recommend", "--run", recommender, "--k", "3", "--output", "recs.csv"]);
     let sharded =

@@ -95,17 +95,7 @@ fn train_intent(dir: &Path) -> PathBuf {
     let out =
         shopnet(&["synth", "events", "--users", "1500", "--seed", "5", "--out", "events.csv"], dir);
     assert!(out.status.success(), "{}", stderr(&out));
-    train(
-        dir,
-        &[
-            "--config",
-            &config("intent_synth.toml"),
-            "--set",
-            "data.events=\"events.csv\"",
-            "--set",
-            "train.epochs=1",
-        ],
-    )
+    train_on_events(dir, "intent_synth.toml", &["--set", "train.epochs=1"])
 }
 
 /// A small VGG on the Fashion-MNIST subset; also copies 10 of its PNGs to `images/`.
@@ -140,19 +130,8 @@ fn train_images(dir: &Path) -> PathBuf {
 
 /// LightGCN on the generated log's interactions.
 fn train_recommender(dir: &Path) -> PathBuf {
-    train(
-        dir,
-        &[
-            "--config",
-            &config("recommender_taobao.toml"),
-            "--set",
-            "data.events=\"events.csv\"",
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "model.embedding_size=16",
-        ],
-    )
+    let small = ["--set", "train.epochs=2", "--set", "model.embedding_size=16"];
+    train_on_events(dir, "recommender_taobao.toml", &small)
 }
 
 /// A running `shopnet serve`, killed when dropped.

@@ -65,6 +65,15 @@ pub fn train(dir: &Path, args: &[&str]) -> PathBuf {
     run_dir_from(&stdout(&output))
 }
 
+/// Trains `recipe` (a config of configs/) on the log `events.csv` in `dir`, with `extra`
+/// arguments (`--set`s), and returns the run directory.
+pub fn train_on_events(dir: &Path, recipe: &str, extra: &[&str]) -> PathBuf {
+    let recipe = config(recipe);
+    let mut args = vec!["--config", recipe.as_str(), "--set", "data.events=\"events.csv\""];
+    args.extend_from_slice(extra);
+    train(dir, &args)
+}
+
 pub fn run_dir_from(stdout: &str) -> PathBuf {
     let line = stdout
         .lines()
