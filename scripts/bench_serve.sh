@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${DURATION:-60}"
-MAX_REQUESTS="${MAX_REQUESTS:-200000}"
+MAX_REQUESTS="${MAX_REQUESTS:-2000000}"
 THREADS="${THREADS:-2}"
 command -v wrk > /dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build -q

@@ -47,6 +47,9 @@ pub struct RunState {
     pub steps_done: usize,
     pub best_epoch: Option<usize>,
     pub best_value: Option<f64>,
+    /// With several watched metrics: the best value of each so far, in config order.
+    #[serde(default)]
+    pub best_values: Vec<f64>,
     pub epochs_without_improvement: usize,
     pub finished: bool,
 }

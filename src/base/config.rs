@@ -318,11 +318,23 @@ pub struct EarlyStoppingConfig {
     /// Stop after this many epochs without improvement; 0 never stops early
     /// (the best checkpoint is still tracked).
     pub patience: usize,
+    /// More metrics watched beside `metric`. With any, the rule is the GAT reference
+    /// implementation's: patience resets when any watched metric reaches its best so far
+    /// (ties count), and the kept checkpoint is the last epoch where all of them did.
+    pub also: Vec<WatchedMetric>,
+}
+
+/// A metric watched by early stopping, and which way is better.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedMetric {
+    pub metric: String,
+    pub direction: Direction,
 }
 
 impl Default for EarlyStoppingConfig {
     fn default() -> Self {
-        Self { metric: "val_loss".into(), direction: Direction::Min, patience: 0 }
+        Self { metric: "val_loss".into(), direction: Direction::Min, patience: 0, also: Vec::new() }
     }
 }
 

@@ -147,7 +147,11 @@ pub fn infer_response(
                     .map(|b| Value::String(String::from_utf8_lossy(&b).into_owned()))
                     .collect(),
                 Values::Int64(v) => json!(v),
-                Values::Fp32(v) => json!(v),
+                // Through the f32's shortest decimal form: 0.57598984, not 0.5759897828102112.
+                Values::Fp32(v) => v
+                    .iter()
+                    .map(|x| x.to_string().parse::<f64>().map_or(Value::Null, Value::from))
+                    .collect(),
             };
             json!({ "name": o.name, "datatype": datatype, "shape": o.shape, "data": data })
         })
