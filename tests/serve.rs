@@ -565,7 +565,14 @@ fn serve_refuses_bad_bundles_in_one_line() {
     let missing = shopnet(&["serve", "--bundle", "nope", "--port", "0"], dir.path());
     assert_user_error(&missing, "nope");
     fs::create_dir_all(dir.path().join("run")).unwrap();
-    let not_bundle =
-        shopnet(&["serve", "--bundle", "run", "--port", "0", "--queue", "0"], dir.path());
-    assert_user_error(&not_bundle, "--queue");
+    let queue = shopnet(&["serve", "--bundle", "run", "--port", "0", "--queue", "0"], dir.path());
+    assert_user_error(&queue, "--queue");
+    let batch =
+        shopnet(&["serve", "--bundle", "run", "--port", "0", "--max-batch", "0"], dir.path());
+    assert_user_error(&batch, "--max-batch");
+    let Some(fixture) = fixture() else { return };
+    let run = fs::read_dir(fixture.dir.join("runs")).unwrap().next().unwrap().unwrap().path();
+    let run = run.to_str().unwrap();
+    let not_bundle = shopnet(&["serve", "--bundle", run, "--port", "0"], dir.path());
+    assert_user_error(&not_bundle, "a run directory; serve an export bundle");
 }
