@@ -282,18 +282,10 @@ impl Online for OnlineImages {
     }
 
     fn parse(&self, request: &Request) -> std::result::Result<Vec<Vec<u8>>, String> {
-        let tensor = request.input("image");
-        let Values::Bytes(images) = &tensor.values else { unreachable!("datatypes were checked") };
-        images
-            .iter()
+        online::byte_strings(request.input("image"), MAX_IMAGE_BYTES)?
+            .into_iter()
             .enumerate()
             .map(|(at, bytes)| {
-                if bytes.len() > MAX_IMAGE_BYTES {
-                    return Err(format!(
-                        "input \"image\"[{at}]: {} bytes, at most {MAX_IMAGE_BYTES} are accepted",
-                        bytes.len()
-                    ));
-                }
                 decode_bytes(bytes)
                     .map(|image| self.prep.pixels(image))
                     .map_err(|err| format!("input \"image\"[{at}]: not a decodable image ({err})"))

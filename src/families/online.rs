@@ -312,8 +312,11 @@ pub fn class_prediction(probabilities: &[f32], labels: &[String]) -> Vec<Values>
     ]
 }
 
-/// The UTF-8 texts of a BYTES input, at most `max_bytes` each.
-pub fn texts(tensor: &NamedTensor, max_bytes: usize) -> std::result::Result<Vec<&str>, String> {
+/// The elements of a BYTES input, at most `max_bytes` each.
+pub fn byte_strings(
+    tensor: &NamedTensor,
+    max_bytes: usize,
+) -> std::result::Result<Vec<&[u8]>, String> {
     let Values::Bytes(items) = &tensor.values else {
         unreachable!("datatypes were checked");
     };
@@ -328,6 +331,17 @@ pub fn texts(tensor: &NamedTensor, max_bytes: usize) -> std::result::Result<Vec<
                     bytes.len()
                 ));
             }
+            Ok(bytes.as_slice())
+        })
+        .collect()
+}
+
+/// The UTF-8 texts of a BYTES input, at most `max_bytes` each.
+pub fn texts(tensor: &NamedTensor, max_bytes: usize) -> std::result::Result<Vec<&str>, String> {
+    byte_strings(tensor, max_bytes)?
+        .into_iter()
+        .enumerate()
+        .map(|(at, bytes)| {
             std::str::from_utf8(bytes)
                 .map_err(|err| format!("input {:?}[{at}]: not UTF-8 text ({err})", tensor.name))
         })

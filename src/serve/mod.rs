@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -56,8 +55,6 @@ struct Model {
 
 struct Server {
     models: BTreeMap<String, Model>,
-    /// Models still loading; the server is ready at zero.
-    loading: AtomicUsize,
     timeout: Duration,
     body_limit: usize,
 }
@@ -153,8 +150,7 @@ fn start_models(
         let worker = Worker::start(name.clone(), args.policy, load, loaded)?;
         models.insert(name, Model { kind: kind.to_string(), worker });
     }
-    let loading = AtomicUsize::new(models.len());
-    Ok(Server { models, loading, timeout: args.timeout, body_limit: args.body_limit })
+    Ok(Server { models, timeout: args.timeout, body_limit: args.body_limit })
 }
 
 async fn shutdown_signal() {
@@ -202,11 +198,14 @@ impl Server {
         )
     }
 
-    fn ready(&self) -> bool {
-        let loaded = self.models.values().filter(|m| m.worker.signature.get().is_some()).count();
-        self.loading.store(self.models.len() - loaded, Ordering::Relaxed);
-        loaded == self.models.len()
+    /// Models not yet loaded and warmed up.
+    fn still_loading(&self) -> usize {
+        self.models.values().filter(|m| m.worker.signature.get().is_none()).count()
     }
+}
+
+fn loading(name: &str) -> String {
+    format!("model {name:?} is loading")
 }
 
 async fn server_metadata() -> Response {
@@ -219,18 +218,18 @@ async fn server_metadata() -> Response {
 }
 
 async fn server_ready(State(server): State<Arc<Server>>) -> Response {
-    if server.ready() {
-        StatusCode::OK.into_response()
-    } else {
-        let waiting = server.loading.load(Ordering::Relaxed);
-        error(StatusCode::SERVICE_UNAVAILABLE, &format!("{waiting} models still loading"))
+    match server.still_loading() {
+        0 => StatusCode::OK.into_response(),
+        waiting => {
+            error(StatusCode::SERVICE_UNAVAILABLE, &format!("{waiting} models still loading"))
+        }
     }
 }
 
 async fn model_ready(State(server): State<Arc<Server>>, Path(name): Path<String>) -> Response {
     match server.models.get(&name) {
         Some(model) if model.worker.signature.get().is_some() => StatusCode::OK.into_response(),
-        Some(_) => error(StatusCode::SERVICE_UNAVAILABLE, &format!("model {name:?} is loading")),
+        Some(_) => error(StatusCode::SERVICE_UNAVAILABLE, &loading(&name)),
         None => server.unknown_model(&name),
     }
 }
@@ -242,7 +241,7 @@ async fn model_metadata(State(server): State<Arc<Server>>, Path(name): Path<Stri
             let platform = format!("shopnet_{}", model.kind);
             axum::Json(protocol::model_metadata(&name, &platform, signature)).into_response()
         }
-        None => error(StatusCode::SERVICE_UNAVAILABLE, &format!("model {name:?} is loading")),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, &loading(&name)),
     }
 }
 
@@ -293,7 +292,7 @@ async fn answer(server: &Server, model: &Model, name: &str, body: &[u8]) -> Resp
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     if model.worker.signature.get().is_none() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, &format!("model {name:?} is loading"));
+        return error(StatusCode::SERVICE_UNAVAILABLE, &loading(name));
     }
     let pending = match model.worker.submit(parsed.request) {
         Ok(pending) => pending,

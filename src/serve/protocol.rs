@@ -86,27 +86,10 @@ fn parse_input(input: InputJson) -> Result<NamedTensor, String> {
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        "INT64" => Values::Int64(
-            elements
-                .into_iter()
-                .enumerate()
-                .map(|(at, v)| {
-                    v.as_i64()
-                        .ok_or_else(|| format!("{}: an integer expected, got {v}", element(at)))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        "FP32" => Values::Fp32(
-            elements
-                .into_iter()
-                .enumerate()
-                .map(|(at, v)| {
-                    v.as_f64()
-                        .map(|x| x as f32)
-                        .ok_or_else(|| format!("{}: a number expected, got {v}", element(at)))
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+        "INT64" => Values::Int64(numbers(elements, "an integer", element, Value::as_i64)?),
+        "FP32" => {
+            Values::Fp32(numbers(elements, "a number", element, |v| v.as_f64().map(|x| x as f32))?)
+        }
         other => {
             return Err(format!(
                 "input {name:?}: datatype {other:?} is not one shopnet's models take (BYTES, INT64, FP32)"
@@ -114,6 +97,22 @@ fn parse_input(input: InputJson) -> Result<NamedTensor, String> {
         }
     };
     Ok(NamedTensor { name, shape, values })
+}
+
+/// Every element read by `read`; one that is not `expected` is named by `element(at)`.
+fn numbers<T>(
+    elements: Vec<Value>,
+    expected: &str,
+    element: impl Fn(usize) -> String,
+    read: impl Fn(&Value) -> Option<T>,
+) -> Result<Vec<T>, String> {
+    elements
+        .iter()
+        .enumerate()
+        .map(|(at, v)| {
+            read(v).ok_or_else(|| format!("{}: {expected} expected, got {v}", element(at)))
+        })
+        .collect()
 }
 
 /// Row-major elements of nested arrays (the protocol allows nested or flat data).
