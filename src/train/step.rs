@@ -31,14 +31,20 @@ pub fn data_parallel_gradients<M: Module + Clone, P>(
     parts: Vec<(Device, P, f64)>,
     mut loss_of: impl FnMut(&M, &P) -> Result<Tensor<1>>,
 ) -> Result<(GradientsParams, f64)> {
-    let mut accumulator = GradientsAccumulator::new();
-    let mut value = 0.0;
+    // Every part's work is queued before anything is read back, so that devices whose work
+    // runs asynchronously (GPUs) compute their parts at the same time.
+    let mut queued = Vec::with_capacity(parts.len());
     for (device, part, share) in parts {
         let replica = model.clone().fork(&device);
         let loss = loss_of(&replica, &part)?.mul_scalar(share);
-        value += f64::from(loss.clone().into_scalar::<f32>());
-        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+        let grads = GradientsParams::from_grads(loss.clone().backward(), &replica);
+        queued.push((loss, grads));
+    }
+    let mut accumulator = GradientsAccumulator::new();
+    let mut value = 0.0;
+    for (loss, grads) in queued {
         accumulator.accumulate(model, grads.to_device(main, model));
+        value += f64::from(loss.into_scalar::<f32>());
     }
     Ok((accumulator.grads(), value))
 }
