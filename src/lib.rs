@@ -2,7 +2,8 @@
 //!
 //! Layers, each importing only the ones below it (checked by `tests/architecture.rs`):
 //! - [`cli`]: the command line, one function per subcommand;
-//! - [`bench`], [`serve`]: the reference benchmark workloads; the inference server;
+//! - [`bench`], [`serve`], [`report`]: the reference benchmark workloads; the inference
+//!   server; the HTML run reports;
 //! - [`families`]: one file per model family behind the [`families::family::Family`]
 //!   trait, and the generic `train` / `eval` / `score` / `export` of [`families::driver`];
 //! - [`train`]: the one training loop, driven through [`train::Task`];
@@ -16,5 +17,6 @@ pub mod cli;
 pub mod data;
 pub mod families;
 pub mod models;
+pub mod report;
 pub mod serve;
 pub mod train;

@@ -347,6 +347,8 @@ fn lightgcn_trains_and_recommends_on_lastfm() {
     // Random ranking scores about 0.005; a working LightGCN passes 0.1 within 4 epochs.
     let recall = report_metric(&run, "test_recall@20");
     assert!(recall > 0.1, "recall@20 {recall}");
+    let page = report_check::check_common(&run, "lightgcn_lastfm");
+    report_check::check_ranking(&page, &run);
     // The split has no validation part: eval says so rather than report the test numbers.
     assert_user_error(
         &shopnet(&["eval", "--run", run.to_str().unwrap(), "--split", "val"], d),

@@ -73,6 +73,9 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     // 10 classes: chance is 0.1; four epochs of this tiny net reach about 0.49.
     let accuracy = report_metric(&run, "test_accuracy");
     assert!(accuracy > 0.3, "test accuracy {accuracy}");
+    let page = report_check::check_common(&run, "vgg_fashion");
+    report_check::check_classes(&page, &run, None, 10);
+    report_check::check_images(&page);
     // Retrieval within the test split, known values of this seed and net (2 threads): a
     // search that returned the query itself would give recall@1 = 1, a broken embedding
     // about 0.1 (chance for 10 classes).

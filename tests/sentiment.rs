@@ -104,6 +104,11 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     // 1,570 reviews: 10 % test, stratified; a working classifier beats the 50 % of chance.
     let accuracy = report(&run)["metrics"]["test_accuracy"].as_f64().unwrap();
     assert!(accuracy > 0.65, "test accuracy {accuracy}");
+    let page = common::report_check::check_common(&run, "sentiment_reviews");
+    common::report_check::check_classes(&page, &run, None, 2);
+    // The mistakes are shown as the reviews themselves.
+    let mistakes = page.table("misclassified-table");
+    assert!(mistakes.iter().all(|row| row.len() == 5 && !row[4].is_empty()), "{mistakes:?}");
 
     let scores = dir.path().join("scores.csv");
     let output = shopnet(

@@ -3,6 +3,7 @@
 
 pub mod bundle;
 pub mod embeddings;
+pub mod findings;
 pub mod manifest;
 pub mod opened;
 pub mod run_dir;

@@ -52,6 +52,9 @@ pub struct RunState {
     pub best_values: Vec<f64>,
     pub epochs_without_improvement: usize,
     pub finished: bool,
+    /// The device (or devices) the run last trained on, as `--device` names them.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 impl RunState {

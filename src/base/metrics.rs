@@ -52,25 +52,87 @@ pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {
     predicted.iter().zip(labels).filter(|(p, l)| p == l).count() as f64 / labels.len() as f64
 }
 
-/// Unweighted mean of the per-class F1 scores, over the classes present in the labels or
-/// the predictions (a class that never occurs in either is not counted).
-pub fn macro_f1(predicted: &[u32], labels: &[u32], num_classes: usize) -> f64 {
-    let mut tp = vec![0usize; num_classes];
-    let mut fp = vec![0usize; num_classes];
-    let mut fn_ = vec![0usize; num_classes];
-    for (&p, &l) in predicted.iter().zip(labels) {
-        if p == l {
-            tp[p as usize] += 1;
-        } else {
-            fp[p as usize] += 1;
-            fn_[l as usize] += 1;
+/// Counts of (true class, predicted class) pairs: what accuracy, macro-F1 and the report's
+/// per-class table are all read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfusionMatrix {
+    classes: usize,
+    /// `[true][predicted]`, row-major.
+    counts: Vec<usize>,
+}
+
+/// Precision, recall and F1 of one class, and how many examples truly belong to it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassScores {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+impl ConfusionMatrix {
+    pub fn new(predicted: &[u32], labels: &[u32], classes: usize) -> Self {
+        assert_eq!(predicted.len(), labels.len());
+        let mut counts = vec![0; classes * classes];
+        for (&p, &l) in predicted.iter().zip(labels) {
+            counts[l as usize * classes + p as usize] += 1;
         }
+        Self { classes, counts }
     }
-    let scores: Vec<f64> = (0..num_classes)
-        .filter(|&c| tp[c] + fp[c] + fn_[c] > 0)
-        .map(|c| 2.0 * tp[c] as f64 / (2 * tp[c] + fp[c] + fn_[c]) as f64)
-        .collect();
-    if scores.is_empty() { 0.0 } else { scores.iter().sum::<f64>() / scores.len() as f64 }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Examples of class `truth` predicted as `predicted`.
+    pub fn count(&self, truth: usize, predicted: usize) -> usize {
+        self.counts[truth * self.classes + predicted]
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts.iter().sum()
+    }
+
+    fn row_total(&self, truth: usize) -> usize {
+        (0..self.classes).map(|p| self.count(truth, p)).sum()
+    }
+
+    fn column_total(&self, predicted: usize) -> usize {
+        (0..self.classes).map(|t| self.count(t, predicted)).sum()
+    }
+
+    /// Precision, recall and F1 of each class; a ratio with nothing to divide by is 0.
+    pub fn per_class(&self) -> Vec<ClassScores> {
+        let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        (0..self.classes)
+            .map(|c| {
+                let hits = self.count(c, c);
+                let (support, predicted) = (self.row_total(c), self.column_total(c));
+                ClassScores {
+                    precision: ratio(hits, predicted),
+                    recall: ratio(hits, support),
+                    f1: ratio(2 * hits, support + predicted),
+                    support,
+                }
+            })
+            .collect()
+    }
+
+    /// Unweighted mean of the per-class F1 scores, over the classes present in the labels
+    /// or the predictions (a class that never occurs in either is not counted).
+    pub fn macro_f1(&self) -> f64 {
+        let scores = self.per_class();
+        let present: Vec<f64> = (0..self.classes)
+            .filter(|&c| self.row_total(c) + self.column_total(c) > 0)
+            .map(|c| scores[c].f1)
+            .collect();
+        if present.is_empty() { 0.0 } else { present.iter().sum::<f64>() / present.len() as f64 }
+    }
+}
+
+/// Unweighted mean of the per-class F1 scores; see [`ConfusionMatrix::macro_f1`].
+pub fn macro_f1(predicted: &[u32], labels: &[u32], num_classes: usize) -> f64 {
+    ConfusionMatrix::new(predicted, labels, num_classes).macro_f1()
 }
 
 /// The names [`classification`] reports.
@@ -145,57 +207,104 @@ pub fn recall_ndcg_at_k(ranked: &[u32], relevant: &[u32], k: usize) -> (f64, f64
     (hits as f64 / relevant.len() as f64, dcg / ideal)
 }
 
-/// Area under the ROC curve: the probability that a random positive scores above a random
-/// negative, ties counting one half (the Mann-Whitney statistic, as scikit-learn computes
-/// it). `None` when the labels hold only one class, where the area is undefined.
-pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+/// Cumulative (true positives, false positives) at each distinct score, highest score
+/// first: the thresholds every ROC and precision-recall figure is read from.
+fn threshold_counts(scores: &[f32], labels: &[bool]) -> Vec<(usize, usize)> {
+    assert_eq!(scores.len(), labels.len());
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut true_positives, mut false_positives) = (0, 0);
+    let mut steps = Vec::new();
+    for (at, &i) in order.iter().enumerate() {
+        if labels[i] {
+            true_positives += 1;
+        } else {
+            false_positives += 1;
+        }
+        let last_of_tie = order.get(at + 1).is_none_or(|&next| scores[next] != scores[i]);
+        if last_of_tie {
+            steps.push((true_positives, false_positives));
+        }
+    }
+    steps
+}
+
+/// The ROC curve as (false-positive rate, true-positive rate) points from (0, 0) to (1, 1),
+/// one per distinct score. `None` when the labels hold only one class.
+pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
     let positives = labels.iter().filter(|&&l| l).count();
     let negatives = labels.len() - positives;
     if positives == 0 || negatives == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_unstable_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    // Sum of the (tie-averaged, 1-based) ranks of the positives.
-    let mut positive_rank_sum = 0.0;
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
-            end += 1;
-        }
-        let average_rank = (start + end) as f64 / 2.0 + 1.0;
-        positive_rank_sum +=
-            average_rank * order[start..=end].iter().filter(|&&i| labels[i]).count() as f64;
-        start = end + 1;
-    }
-    let (p, n) = (positives as f64, negatives as f64);
-    Some((positive_rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+    let rates = threshold_counts(scores, labels)
+        .into_iter()
+        .map(|(tp, fp)| (fp as f64 / negatives as f64, tp as f64 / positives as f64));
+    Some(std::iter::once((0.0, 0.0)).chain(rates).collect())
 }
 
-/// Area under the precision-recall curve as average precision: the mean, over the
-/// positives, of the precision at each distinct score threshold (scikit-learn's
-/// `average_precision_score`). `None` without positives.
-pub fn pr_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+/// Area under the ROC curve: the probability that a random positive scores above a random
+/// negative, ties counting one half (the Mann-Whitney statistic, as scikit-learn computes
+/// it; the trapezoids of [`roc_curve`] give exactly that). `None` when the labels hold
+/// only one class, where the area is undefined.
+pub fn roc_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let curve = roc_curve(scores, labels)?;
+    Some(curve.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum())
+}
+
+/// The precision-recall curve as (recall, precision) points, one per distinct score,
+/// highest score first. `None` without positives.
+pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
     let positives = labels.iter().filter(|&&l| l).count();
     if positives == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_unstable_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut true_positives, mut seen, mut area, mut start) = (0usize, 0usize, 0.0, 0);
-    while start < order.len() {
-        let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
-            end += 1;
-        }
-        let new_positives = order[start..=end].iter().filter(|&&i| labels[i]).count();
-        true_positives += new_positives;
-        seen += end - start + 1;
-        area += new_positives as f64 / positives as f64 * (true_positives as f64 / seen as f64);
-        start = end + 1;
+    let points = threshold_counts(scores, labels)
+        .into_iter()
+        .map(|(tp, fp)| (tp as f64 / positives as f64, tp as f64 / (tp + fp) as f64));
+    Some(points.collect())
+}
+
+/// Area under the precision-recall curve as average precision: the precision at each
+/// distinct score threshold weighted by the recall it adds (scikit-learn's
+/// `average_precision_score`). `None` without positives.
+pub fn pr_auc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    let curve = pr_curve(scores, labels)?;
+    let mut previous_recall = 0.0;
+    let mut area = 0.0;
+    for (recall, precision) in curve {
+        area += (recall - previous_recall) * precision;
+        previous_recall = recall;
     }
     Some(area)
+}
+
+/// One bin of a reliability diagram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CalibrationBin {
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+    pub count: usize,
+}
+
+/// Predicted probabilities cut into `bins` equal-width bins over [0, 1], each with its mean
+/// prediction and the share of positives in it; empty bins are left out.
+pub fn calibration(probabilities: &[f32], labels: &[bool], bins: usize) -> Vec<CalibrationBin> {
+    let mut sums = vec![(0.0f64, 0usize, 0usize); bins];
+    for (&p, &l) in probabilities.iter().zip(labels) {
+        let bin = ((p as f64 * bins as f64) as usize).min(bins - 1);
+        sums[bin].0 += p as f64;
+        sums[bin].1 += usize::from(l);
+        sums[bin].2 += 1;
+    }
+    sums.into_iter()
+        .filter(|&(_, _, count)| count > 0)
+        .map(|(sum, positives, count)| CalibrationBin {
+            mean_predicted: sum / count as f64,
+            observed_rate: positives as f64 / count as f64,
+            count,
+        })
+        .collect()
 }
 
 /// Mean binary cross-entropy of probabilities, clamped away from 0 and 1 as scikit-learn does.
@@ -306,5 +415,46 @@ mod tests {
         assert!((loss - (-(0.8f64.ln()) - 0.6f64.ln()) / 2.0).abs() < 1e-6, "{loss}");
         assert!(log_loss(&[0.0], &[true]) < 16.2, "clamped, not infinite");
         assert_eq!(binary_accuracy(&[0.8, 0.4, 0.5, 0.2], &[true, true, true, false]), 0.75);
+    }
+
+    #[test]
+    fn confusion_matrix_by_hand() {
+        // Labels 0, 0, 1, 2 predicted 0, 1, 1, 1.
+        let matrix = ConfusionMatrix::new(&[0, 1, 1, 1], &[0, 0, 1, 2], 3);
+        assert_eq!((matrix.count(0, 0), matrix.count(0, 1), matrix.count(2, 1)), (1, 1, 1));
+        assert_eq!(matrix.total(), 4);
+        let scores = matrix.per_class();
+        // Class 1: predicted 3 times, right once; 1 true example, found.
+        assert!((scores[1].precision - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!((scores[1].recall, scores[1].support), (1.0, 1));
+        assert!((scores[1].f1 - 0.5).abs() < 1e-12);
+        // Class 2: never predicted: precision and F1 are 0, not NaN.
+        assert_eq!((scores[2].precision, scores[2].f1), (0.0, 0.0));
+    }
+
+    #[test]
+    fn roc_and_pr_curves_by_hand() {
+        let scores = [0.9, 0.8, 0.3, 0.4, 0.4];
+        let labels = [true, false, false, true, false];
+        let roc = roc_curve(&scores, &labels).unwrap();
+        // Thresholds 0.9, 0.8, 0.4 (one positive and one negative tied), 0.3.
+        assert_eq!(
+            roc,
+            vec![(0.0, 0.0), (0.0, 0.5), (1.0 / 3.0, 0.5), (2.0 / 3.0, 1.0), (1.0, 1.0)]
+        );
+        let pr = pr_curve(&scores, &labels).unwrap();
+        assert_eq!(pr[0], (0.5, 1.0));
+        assert_eq!(pr[2], (1.0, 0.5));
+    }
+
+    #[test]
+    fn calibration_bins_by_hand() {
+        let bins = calibration(&[0.05, 0.15, 0.95, 0.9, 1.0], &[false, true, true, false, true], 2);
+        assert_eq!(bins.len(), 2);
+        assert!((bins[0].mean_predicted - 0.1).abs() < 1e-6);
+        assert_eq!((bins[0].observed_rate, bins[0].count), (0.5, 2));
+        // 1.0 falls in the last bin, not past it.
+        assert_eq!(bins[1].count, 3);
+        assert!((bins[1].observed_rate - 2.0 / 3.0).abs() < 1e-12);
     }
 }

@@ -7,6 +7,7 @@ pub mod files;
 pub mod memory;
 pub mod metrics;
 pub mod progress;
+pub mod projection;
 pub mod quote;
 pub mod rng;
 pub mod shard;

@@ -25,6 +25,7 @@ use crate::families::family::{BatchJob, Embed, Recommend};
 use crate::families::images::ImageFamily;
 use crate::families::recommender::RecommenderFamily;
 use crate::families::with_family;
+use crate::report::{self, ReportArgs};
 use crate::serve::{self, BatchPolicy, ServeArgs};
 
 // long: one arm per subcommand, each a call with the arguments unpacked.
@@ -58,6 +59,9 @@ pub fn run(command: Command) -> Result<()> {
             similar(SimilarArgs { index, queries, k, output, run, device })
         }
         Command::Export { run, out } => export(&run, &out),
+        Command::Report { run, compare, out, split, device } => {
+            report_command(run, compare, out, split, device.as_deref())
+        }
         Command::Serve {
             bundles,
             host,
@@ -200,10 +204,15 @@ fn train(args: TrainArgs) -> Result<()> {
     };
     let kind = doc.kind()?;
     let devices = backend::open_all_for_run(args.device.as_deref(), &doc)?;
+    let device_label = match &args.device {
+        Some(flag) => flag.clone(),
+        None => doc.runtime()?.device,
+    };
     let job = TrainJob {
         config: &doc,
         target,
         device: &devices[0],
+        device_label: &device_label,
         replicas: &devices[1..],
         stop_after: args.stop_after,
     };
@@ -213,6 +222,7 @@ fn train(args: TrainArgs) -> Result<()> {
         Some(best) => {
             println!("run {dir} finished after {} epochs; best epoch {best}", summary.epochs_done);
             print!("{}", summary.report.table());
+            report_finished_run(&summary.run_dir, &device_label);
         }
         None => println!(
             "run {dir} stopped after epoch {}; continue with: shopnet train --resume {dir}",
@@ -220,6 +230,17 @@ fn train(args: TrainArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Writes a finished run's report.html. The run is complete whatever happens here: a
+/// report that cannot be drawn is a warning, and `shopnet report` can retry it.
+fn report_finished_run(run_dir: &Path, device_label: &str) {
+    let args =
+        ReportArgs { run: run_dir, out: None, split: Split::Test, device: Some(device_label) };
+    match report::write(&args) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(err) => eprintln!("warning: no report: {err:#}"),
+    }
 }
 
 /// A run or bundle and the device to use it on; `output` may not overwrite the data the
@@ -460,5 +481,52 @@ fn run_bench(args: &BenchArgs, threads: usize) -> Result<()> {
     backend::configure_threads(threads);
     let device = backend::open(&DeviceSpec::parse(&args.device_name)?)?;
     println!("{}", bench::run(args, &device)?);
+    Ok(())
+}
+
+/// What a run directory or bundle holds that a report written into it must not replace.
+const RUN_OWN_FILES: &[&str] = &[
+    CONFIG_FILE,
+    RUN_FILE,
+    "state.json",
+    "metrics.csv",
+    "metrics.jsonl",
+    "report.json",
+    "best.safetensors",
+    "last.safetensors",
+    "manifest.json",
+    "model.safetensors",
+];
+
+fn report_command(
+    run: Option<PathBuf>,
+    compare: Vec<PathBuf>,
+    out: Option<PathBuf>,
+    split: EvalSplit,
+    device: Option<&str>,
+) -> Result<()> {
+    if let Some(out) = &out {
+        // The runs' own files are never the report's target.
+        let own: Vec<PathBuf> = run
+            .iter()
+            .chain(&compare)
+            .flat_map(|dir| RUN_OWN_FILES.iter().map(move |file| dir.join(file)))
+            .collect();
+        check_output("--out", out, &own.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
+    }
+    let path = match run {
+        Some(run) => {
+            let split = match split {
+                EvalSplit::Val => Split::Val,
+                EvalSplit::Test => Split::Test,
+            };
+            report::write(&ReportArgs { run: &run, out, split, device })?
+        }
+        None => {
+            let out = out.unwrap_or_else(|| PathBuf::from("comparison.html"));
+            report::compare(&compare, &out)?
+        }
+    };
+    println!("wrote {}", path.display());
     Ok(())
 }

@@ -161,6 +161,31 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Draw a run as one self-contained HTML page: curves, metrics and what the model got wrong.
+    #[command(
+        after_help = "Examples:\n  shopnet report --run checkpoints/gat_cora-20261128-101500            # writes report.html in the run\n  shopnet report --run bundles/sentiment_zh --split test --out sentiment.html\n  shopnet report --compare checkpoints/gat_cora-A checkpoints/gat_cora-B --out gat.html"
+    )]
+    Report {
+        /// A run directory or an export bundle.
+        #[arg(
+            long = "run",
+            value_name = "RUN_DIR|BUNDLE",
+            required_unless_present = "compare",
+            conflicts_with = "compare"
+        )]
+        run: Option<PathBuf>,
+        /// Several run directories: their curves and final metrics on one page.
+        #[arg(long, value_name = "RUN_DIR", num_args = 2..)]
+        compare: Vec<PathBuf>,
+        /// The HTML file (default: report.html in the run; comparison.html for --compare).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+        split: EvalSplit,
+        /// For evaluating a run that keeps no findings for the split (default: runtime.device).
+        #[arg(long)]
+        device: Option<String>,
+    },
     /// Serve export bundles over HTTP with the Open Inference Protocol (KServe v2 REST).
     #[command(
         after_help = "Examples:\n  shopnet serve --bundle bundles/sentiment_zh --bundle bundles/intent --port 8080\n  curl -s localhost:8080/v2/models/sentiment_zh/infer -d '{\"inputs\": [{\"name\": \"text\", \"shape\": [1], \"datatype\": \"BYTES\", \"data\": [\"很好用\"]}]}'\n\nEach bundle is served under its folder's name. See README, Serving."

@@ -222,6 +222,25 @@ impl Preprocess {
     }
 }
 
+/// A preprocessed image (`3 x size x size` CHW bytes) as a `data:image/png;base64,...`
+/// URI, for a page that must carry its pictures inside it.
+pub fn png_data_uri(chw: &[u8], size: usize) -> Result<String> {
+    use base64::Engine;
+    use zune_png::PngEncoder;
+    use zune_png::zune_core::bit_depth::BitDepth;
+    use zune_png::zune_core::options::EncoderOptions;
+
+    let plane = size * size;
+    let interleaved: Vec<u8> =
+        (0..plane).flat_map(|i| [0, 1, 2].map(|c| chw[c * plane + i])).collect();
+    let options = EncoderOptions::new(size, size, ColorSpace::RGB, BitDepth::Eight);
+    let mut png = Vec::new();
+    PngEncoder::new(&interleaved, options)
+        .encode(&mut png)
+        .map_err(|err| anyhow!("cannot encode a {size}x{size} thumbnail: {err:?}"))?;
+    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)))
+}
+
 /// Where one image's pixels come from.
 #[derive(Debug, Clone)]
 enum Location {
@@ -647,6 +666,18 @@ pub fn stratified_split(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thumbnail_decodes_to_the_same_pixels() {
+        use base64::Engine;
+        // 2x2: channel planes R, G, B.
+        let chw = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120];
+        let uri = png_data_uri(&chw, 2).unwrap();
+        let encoded = uri.strip_prefix("data:image/png;base64,").unwrap();
+        let png = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let pixels = PngDecoder::new(ZCursor::new(&png)).decode_raw().unwrap();
+        assert_eq!(pixels, vec![10, 50, 90, 20, 60, 100, 30, 70, 110, 40, 80, 120]);
+    }
+
     use super::*;
     use crate::base::split::Split;
 

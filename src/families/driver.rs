@@ -10,9 +10,10 @@ use burn::tensor::Device;
 use super::family::{BatchJob, Config, Family, Net, Trained};
 use super::online::Served;
 use crate::artifacts::bundle;
+use crate::artifacts::findings::{self, Findings};
 use crate::artifacts::manifest::MANIFEST_FILE;
 use crate::artifacts::opened::Artifacts;
-use crate::artifacts::run_dir::{self, CONFIG_FILE, RUN_FILE, RunInfo};
+use crate::artifacts::run_dir::{self, CONFIG_FILE, RUN_FILE, RunInfo, RunState, STATE_FILE};
 use crate::artifacts::weights::load_weights;
 use crate::base::config::ConfigDoc;
 use crate::base::files::{read_json, write_atomic, write_json};
@@ -34,6 +35,8 @@ pub struct TrainJob<'a> {
     pub config: &'a ConfigDoc,
     pub target: RunTarget,
     pub device: &'a Device,
+    /// How the user named the device(s).
+    pub device_label: &'a str,
     /// More devices for data-parallel training.
     pub replicas: &'a [Device],
     pub stop_after: Option<usize>,
@@ -93,6 +96,7 @@ pub fn train<F: Family>(job: TrainJob<'_>) -> Result<TrainSummary> {
         config: &config.train,
         checkpoint_secs: config.runtime.checkpoint_secs,
         device: job.device,
+        device_label: job.device_label,
         replicas: job.replicas,
         stop_after: job.stop_after,
         validation_metrics: &validation_metrics,
@@ -158,6 +162,22 @@ pub fn load_net<F: Family>(trained: &Trained<F>, device: &Device) -> Result<Net<
 }
 
 pub fn evaluate<F: Family>(artifacts: Artifacts, split: Split, device: &Device) -> Result<Metrics> {
+    let dir = artifacts.dir.clone();
+    let is_bundle = artifacts.is_bundle();
+    let findings = findings::<F>(artifacts, split, device)?;
+    if !is_bundle {
+        run_dir::update_report(&dir, F::KIND, &findings.metrics.prefixed(&format!("{split}_")))?;
+    }
+    Ok(findings.metrics)
+}
+
+/// What the trained net does on `split`, example by example (its metrics included); kept
+/// in a finished run for `shopnet report`.
+pub fn findings<F: Family>(
+    artifacts: Artifacts,
+    split: Split,
+    device: &Device,
+) -> Result<Findings> {
     if !F::EVAL_SPLITS.contains(&split) {
         let accepted: Vec<String> = F::EVAL_SPLITS.iter().map(|s| format!("--split {s}")).collect();
         bail!(
@@ -170,15 +190,15 @@ pub fn evaluate<F: Family>(artifacts: Artifacts, split: Split, device: &Device) 
     let trained = open::<F>(artifacts)?;
     let task = F::restore(&trained, device)?;
     let net = load_net(&trained, device)?;
-    let metrics = task.evaluate(&net, split)?;
-    if !trained.artifacts.is_bundle() {
-        run_dir::update_report(
-            &trained.artifacts.dir,
-            F::KIND,
-            &metrics.prefixed(&format!("{split}_")),
-        )?;
+    let findings = task.findings(&net, split)?;
+    let dir = &trained.artifacts.dir;
+    // An unfinished run's best weights may still change: its findings are not kept.
+    let finished = !trained.artifacts.is_bundle()
+        && read_json::<RunState>(&dir.join(STATE_FILE)).is_ok_and(|state| state.finished);
+    if finished {
+        findings::save(dir, &findings)?;
     }
-    Ok(metrics)
+    Ok(findings)
 }
 
 pub fn score<F: Family>(

@@ -20,15 +20,21 @@ use super::driver;
 use super::family::{BatchJob, Config, Embed, Family, Prepared, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::embeddings::{self, IndexWriter, l2_normalize};
+use crate::artifacts::findings::{
+    self, EmbeddingMap, Example, Findings, Neighbours, Outcome, Shown,
+};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::ModelKind;
 use crate::base::files::sha256_file;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
+use crate::base::projection::pca_2d;
 use crate::base::rng::HostRng;
 use crate::base::split::Split;
 use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host};
-use crate::data::images::{Catalog, ImageDataConfig, ImageSet, Preprocess, decode_bytes};
+use crate::data::images::{
+    Catalog, ImageDataConfig, ImageSet, Preprocess, decode_bytes, png_data_uri,
+};
 use crate::models::vgg::{self, Vgg, VggConfig, VggSpec};
 use crate::train::Task;
 use crate::train::step::split_examples;
@@ -119,29 +125,114 @@ impl Task for ImageClassification {
     }
 
     fn evaluate(&self, model: &Vgg, split: Split) -> Result<Metrics> {
+        let outputs = self.split_outputs(model, split)?;
+        let mut out =
+            metrics::classification(&outputs.probabilities, &outputs.labels, self.num_classes());
+        out.extend(outputs.retrieval_metrics());
+        Ok(out)
+    }
+
+    fn findings(&self, model: &Vgg, split: Split) -> Result<Findings> {
+        let outputs = self.split_outputs(model, split)?;
+        let indices = outputs.indices;
+        let (mut metrics, mut outcome) = findings::classifier(
+            &outputs.probabilities,
+            &outputs.labels,
+            self.num_classes(),
+            |row| self.shown(indices[row]),
+        )?;
+        metrics.extend(outputs.retrieval_metrics());
+        outcome.embedding = Some(self.embedding_map(&outputs)?);
+        Ok(Findings { split, metrics, outcome: Outcome::Classes(outcome) })
+    }
+}
+
+/// A split run through the net: what its metrics and findings are read from.
+struct SplitOutputs<'a> {
+    indices: &'a [u32],
+    labels: Vec<u32>,
+    /// L2-normalised, `[n, D]` row-major.
+    embedded: Vec<f32>,
+    probabilities: Vec<f32>,
+    /// Each image's nearest others in the split, best first.
+    neighbours: Vec<Vec<(u32, f32)>>,
+}
+
+impl SplitOutputs<'_> {
+    fn retrieval_metrics(&self) -> Metrics {
+        let mut out = Metrics::default();
+        for k in RECALL_K {
+            out.push(
+                format!("recall@{k}"),
+                embeddings::recall_at_k(&self.neighbours, &self.labels, &self.labels, k),
+            );
+        }
+        out
+    }
+}
+
+impl ImageClassification {
+    fn split_outputs<'a>(&'a self, model: &Vgg, split: Split) -> Result<SplitOutputs<'a>> {
         let indices = self.set.splits.get(split);
         if indices.is_empty() {
             bail!("the {split} split has no images (see data.test_fraction and data.val_fraction)");
         }
         let (embedded, probabilities) = self.infer(model, indices)?;
-        let c = self.num_classes();
         let labels: Vec<u32> = indices.iter().map(|&i| self.set.labels[i as usize]).collect();
-        let mut out = metrics::classification(&probabilities, &labels, c);
         let dim = embedded.len() / labels.len();
         let index = Tensor::<2>::from_data(
             TensorData::new(embedded.clone(), [labels.len(), dim]),
             &model_device(model),
         );
         let itself: Vec<usize> = (0..labels.len()).collect();
-        let neighbours =
-            embeddings::search(&index, &embedded, Some(&itself), RECALL_K[RECALL_K.len() - 1])?;
-        for k in RECALL_K {
-            out.push(
-                format!("recall@{k}"),
-                embeddings::recall_at_k(&neighbours, &labels, &labels, k),
-            );
-        }
-        Ok(out)
+        let deepest = RECALL_K[RECALL_K.len() - 1].max(findings::NEIGHBOURS_SHOWN);
+        let neighbours = embeddings::search(&index, &embedded, Some(&itself), deepest)?;
+        Ok(SplitOutputs { indices, labels, embedded, probabilities, neighbours })
+    }
+
+    /// An image as a report shows it: its id and a thumbnail.
+    fn shown(&self, index: u32) -> Result<Shown> {
+        let mut shown = Shown::id(&self.set.ids[index as usize]);
+        shown.image = Some(png_data_uri(self.set.image(index, &self.prep), self.prep.size)?);
+        Ok(shown)
+    }
+
+    /// The split's embeddings projected to 2-D, and a few queries spread over the split
+    /// with their nearest neighbours.
+    fn embedding_map(&self, outputs: &SplitOutputs<'_>) -> Result<EmbeddingMap> {
+        let n = outputs.labels.len();
+        let drawn = n.min(findings::PROJECTED_POINTS);
+        let dim = outputs.embedded.len() / n;
+        let (points, explained) = pca_2d(&outputs.embedded[..drawn * dim], dim);
+        let queries = n.min(findings::NEIGHBOUR_QUERIES);
+        let neighbours = (0..queries)
+            .map(|q| {
+                let row = q * n / queries;
+                let example = |row: usize, score: f32| -> Result<Example> {
+                    let shown = self.shown(outputs.indices[row])?;
+                    Ok(Example {
+                        id: shown.id,
+                        truth: outputs.labels[row],
+                        predicted: outputs.labels[row],
+                        score,
+                        text: None,
+                        image: shown.image,
+                    })
+                };
+                let found = outputs.neighbours[row]
+                    .iter()
+                    .take(findings::NEIGHBOURS_SHOWN)
+                    .map(|&(other, score)| example(other as usize, score))
+                    .collect::<Result<_>>()?;
+                Ok(Neighbours { query: example(row, 1.0)?, found })
+            })
+            .collect::<Result<_>>()?;
+        Ok(EmbeddingMap {
+            points,
+            classes: outputs.labels[..drawn].to_vec(),
+            explained,
+            neighbours,
+        })
     }
 }
 

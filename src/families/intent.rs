@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::driver;
 use super::family::{BatchJob, Config, Family, Prepared, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
+use crate::artifacts::findings::{BinaryOutcome, Findings, Outcome};
 use crate::artifacts::scores::ProbabilityWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
@@ -86,6 +87,11 @@ fn weighted_bce_with_logits(logits: Tensor<1>, labels: Tensor<1>, pos_weight: f6
     per_example.mean()
 }
 
+/// The baseline a net must beat: how often each user put something in the cart.
+fn cart_scores(examples: &Examples) -> Vec<f32> {
+    examples.carts.iter().map(|&c| c as f32).collect()
+}
+
 /// ROC-AUC, PR-AUC, log-loss and accuracy of `probabilities` against `examples`' labels.
 fn intent_metrics(probabilities: &[f32], examples: &Examples) -> Metrics {
     let labels = &examples.labels;
@@ -101,8 +107,7 @@ fn intent_metrics(probabilities: &[f32], examples: &Examples) -> Metrics {
     }
     out.push("accuracy", metrics::binary_accuracy(probabilities, labels));
     out.push("positive_rate", examples.positives() as f64 / examples.len() as f64);
-    let carts: Vec<f32> = examples.carts.iter().map(|&c| c as f32).collect();
-    if let Some(auc) = metrics::roc_auc(&carts, labels) {
+    if let Some(auc) = metrics::roc_auc(&cart_scores(examples), labels) {
         out.push("cart_baseline_roc_auc", auc);
     }
     out
@@ -156,6 +161,24 @@ impl Task for PurchaseIntent {
             );
         }
         Ok(intent_metrics(&self.probabilities(model, examples)?, examples))
+    }
+
+    fn findings(&self, model: &IntentNet, split: Split) -> Result<Findings> {
+        let examples = self.splits.get(split);
+        if examples.is_empty() {
+            bail!(
+                "the {split} split has no users (raise data.{split}_fraction or use a larger log)"
+            );
+        }
+        let scores = self.probabilities(model, examples)?;
+        let metrics = intent_metrics(&scores, examples);
+        let outcome = BinaryOutcome {
+            labels: examples.labels.clone(),
+            baseline_name: "cart count".into(),
+            baseline: cart_scores(examples),
+            scores,
+        };
+        Ok(Findings { split, metrics, outcome: Outcome::Binary(outcome) })
     }
 }
 

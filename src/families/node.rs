@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::driver;
 use super::family::{BatchJob, Config, Family, Prepared, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
+use crate::artifacts::findings::{self, Findings, Outcome, Shown};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
@@ -163,6 +164,8 @@ pub struct NodeClassification<N: GraphNet> {
     num_classes: usize,
     graph: GraphTensors,
     labels: Vec<Option<u32>>,
+    /// For naming the nodes a report shows.
+    node_ids: Vec<String>,
     nodes: Splits<Vec<u32>>,
     train_index: Tensor<1, Int>,
     train_labels: Tensor<2, Int>,
@@ -193,6 +196,7 @@ impl<N: GraphNet> NodeClassification<N> {
             num_classes: graph.label_names.len(),
             graph: tensors,
             labels: graph.labels.clone(),
+            node_ids: graph.node_ids.clone(),
             nodes,
             train_index,
             train_labels,
@@ -252,6 +256,22 @@ impl<N: GraphNet> Task for NodeClassification<N> {
     }
 
     fn evaluate(&self, model: &N, split: Split) -> Result<Metrics> {
+        let (_, rows, labels) = self.split_probabilities(model, split)?;
+        Ok(metrics::classification(&rows, &labels, self.num_classes))
+    }
+
+    fn findings(&self, model: &N, split: Split) -> Result<Findings> {
+        let (nodes, rows, labels) = self.split_probabilities(model, split)?;
+        let (metrics, outcome) = findings::classifier(&rows, &labels, self.num_classes, |row| {
+            Ok(Shown::id(&self.node_ids[nodes[row] as usize]))
+        })?;
+        Ok(Findings { split, metrics, outcome: Outcome::Classes(outcome) })
+    }
+}
+
+impl<N: GraphNet> NodeClassification<N> {
+    /// The labelled nodes of `split`, their class probabilities (row-major) and labels.
+    fn split_probabilities(&self, model: &N, split: Split) -> Result<(&[u32], Vec<f32>, Vec<u32>)> {
         let nodes = self.nodes.get(split);
         if nodes.is_empty() {
             bail!("the {split} split has no labelled nodes");
@@ -263,7 +283,7 @@ impl<N: GraphNet> Task for NodeClassification<N> {
             .iter()
             .flat_map(|&n| probabilities[n as usize * c..(n as usize + 1) * c].to_vec())
             .collect();
-        Ok(metrics::classification(&rows, &labels, c))
+        Ok((nodes, rows, labels))
     }
 }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::driver;
 use super::family::{BatchJob, Config, Family, Prepared, Recommend, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
+use crate::artifacts::findings::{self, Findings, Outcome, PopularityGroup, RankingOutcome};
 use crate::artifacts::scores::RecommendationWriter;
 use crate::base::config::{ModelKind, check_positive};
 use crate::base::memory;
@@ -239,6 +240,54 @@ impl Task for Recommendation {
     /// training, as in LightGCN (`eval` refuses `--split val`: `EVAL_SPLITS`).
     fn evaluate(&self, model: &GraphRecommender, _split: Split) -> Result<Metrics> {
         let ks = &self.config.eval_k;
+        let quality = self.ranking_quality(model, ks, |_| {})?;
+        Ok(ranking_metrics(ks, &quality))
+    }
+
+    fn findings(&self, model: &GraphRecommender, split: Split) -> Result<Findings> {
+        let eval_k = &self.config.eval_k;
+        let deepest = eval_k.iter().copied().max().unwrap_or(20).max(findings::RANKING_CURVE_K);
+        let ks: Vec<usize> = (1..=deepest).collect();
+        let recommended_k = eval_k.iter().copied().max().unwrap_or(20);
+        let mut times_recommended = vec![0usize; self.data.num_items];
+        let quality = self.ranking_quality(model, &ks, |ranked| {
+            for &item in ranked.iter().take(recommended_k) {
+                times_recommended[item as usize] += 1;
+            }
+        })?;
+        let at = |k: usize| quality[k - 1];
+        let metrics = ranking_metrics(eval_k, &eval_k.iter().map(|&k| at(k)).collect::<Vec<_>>());
+        let curve = &quality[..findings::RANKING_CURVE_K];
+        let outcome = RankingOutcome {
+            users: self.test_users.len(),
+            recall: curve.iter().map(|q| q.0).collect(),
+            ndcg: curve.iter().map(|q| q.1).collect(),
+            recommended_k,
+            popularity: self.popularity_groups(&times_recommended),
+        };
+        Ok(Findings { split, metrics, outcome: Outcome::Ranking(outcome) })
+    }
+}
+
+/// `recall@K` and `ndcg@K` for each K of `ks`, from their (recall, NDCG) means.
+fn ranking_metrics(ks: &[usize], quality: &[(f64, f64)]) -> Metrics {
+    let mut out = Metrics::default();
+    for (&(recall, ndcg), k) in quality.iter().zip(ks) {
+        out.push(format!("recall@{k}"), recall);
+        out.push(format!("ndcg@{k}"), ndcg);
+    }
+    out
+}
+
+impl Recommendation {
+    /// Mean Recall@K and NDCG@K over the test users for each K of `ks`; `visit` sees each
+    /// user's top `max(ks)` items, best first.
+    fn ranking_quality(
+        &self,
+        model: &GraphRecommender,
+        ks: &[usize],
+        mut visit: impl FnMut(&[u32]),
+    ) -> Result<Vec<(f64, f64)>> {
         let max_k = ks.iter().copied().max().unwrap_or(20);
         let mut sums = vec![(0.0, 0.0); ks.len()];
         self.rank(&self.ranker(model), &self.test_users, |user, scores| {
@@ -249,15 +298,35 @@ impl Task for Recommendation {
                 sum.0 += recall;
                 sum.1 += ndcg;
             }
+            visit(&ranked);
             Ok(())
         })?;
         let users = self.test_users.len().max(1) as f64;
-        let mut out = Metrics::default();
-        for (&(recall, ndcg), k) in sums.iter().zip(ks) {
-            out.push(format!("recall@{k}"), recall / users);
-            out.push(format!("ndcg@{k}"), ndcg / users);
+        Ok(sums.into_iter().map(|(recall, ndcg)| (recall / users, ndcg / users)).collect())
+    }
+
+    /// Items from the most to the least interacted with in training, cut into groups of
+    /// equal size: each group's share of the interactions and of the recommendations.
+    fn popularity_groups(&self, times_recommended: &[usize]) -> Vec<PopularityGroup> {
+        let mut interactions = vec![0usize; self.data.num_items];
+        for &(_, item) in &self.data.train {
+            interactions[item as usize] += 1;
         }
-        Ok(out)
+        let mut order: Vec<usize> = (0..self.data.num_items).collect();
+        order.sort_by(|&a, &b| interactions[b].cmp(&interactions[a]).then(a.cmp(&b)));
+        let total_interactions = interactions.iter().sum::<usize>().max(1) as f64;
+        let total_recommended = times_recommended.iter().sum::<usize>().max(1) as f64;
+        let group_size = order.len().div_ceil(findings::POPULARITY_GROUPS).max(1);
+        order
+            .chunks(group_size)
+            .map(|group| PopularityGroup {
+                items: group.len(),
+                interactions: group.iter().map(|&i| interactions[i]).sum::<usize>() as f64
+                    / total_interactions,
+                recommended: group.iter().map(|&i| times_recommended[i]).sum::<usize>() as f64
+                    / total_recommended,
+            })
+            .collect()
     }
 }
 

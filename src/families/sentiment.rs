@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::driver;
 use super::family::{BatchJob, Config, Family, Prepared, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
+use crate::artifacts::findings::{self, Findings, Outcome, Shown};
 use crate::artifacts::scores::ClassScoreWriter;
 use crate::base::config::{ModelKind, check_fraction, check_positive};
 use crate::base::memory;
@@ -205,6 +206,8 @@ pub struct Sentiment {
     pad_id: u32,
     tokens: Vec<Vec<u32>>,
     labels: Vec<u32>,
+    /// For showing the reviews a report samples.
+    texts: Vec<String>,
     rows: Splits<Vec<usize>>,
 }
 
@@ -232,6 +235,7 @@ impl Sentiment {
             pad_id: parts.tokenizer.pad_id,
             tokens,
             labels: data.labels.clone(),
+            texts: data.texts.clone(),
             rows: Splits::from_fn(|split| data.indices(split)),
         })
     }
@@ -328,6 +332,30 @@ impl Task for Sentiment {
     }
 
     fn evaluate(&self, model: &BertClassifier, split: Split) -> Result<Metrics> {
+        let (_, probs, labels) = self.split_probabilities(model, split)?;
+        Ok(metrics::classification(&probs, &labels, self.num_classes))
+    }
+
+    fn findings(&self, model: &BertClassifier, split: Split) -> Result<Findings> {
+        let (rows, probs, labels) = self.split_probabilities(model, split)?;
+        let (metrics, outcome) = findings::classifier(&probs, &labels, self.num_classes, |i| {
+            let row = rows[i];
+            // The data row, counted from 1 as a spreadsheet shows it.
+            let mut shown = Shown::id(format!("row {}", row + 1));
+            shown.text = Some(self.texts[row].clone());
+            Ok(shown)
+        })?;
+        Ok(Findings { split, metrics, outcome: Outcome::Classes(outcome) })
+    }
+}
+
+impl Sentiment {
+    /// The rows of `split`, their class probabilities (row-major) and labels.
+    fn split_probabilities(
+        &self,
+        model: &BertClassifier,
+        split: Split,
+    ) -> Result<(&[usize], Vec<f32>, Vec<u32>)> {
         let rows = self.rows.get(split);
         if rows.is_empty() {
             bail!(
@@ -335,11 +363,10 @@ impl Task for Sentiment {
                 if split == Split::Test { "test" } else { "val" }
             );
         }
-        let c = self.num_classes;
         let sequences: Vec<&[u32]> = rows.iter().map(|&r| self.tokens[r].as_slice()).collect();
-        let probs = probabilities(model, &sequences, self.pad_id, c)?;
+        let probs = probabilities(model, &sequences, self.pad_id, self.num_classes)?;
         let labels: Vec<u32> = rows.iter().map(|&r| self.labels[r]).collect();
-        Ok(metrics::classification(&probs, &labels, c))
+        Ok((rows, probs, labels))
     }
 }
 

@@ -26,6 +26,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor};
 
+use crate::artifacts::findings::{self, Findings};
 use crate::artifacts::run_dir::{self, BEST_WEIGHTS, RunState, STATE_FILE};
 use crate::artifacts::weights::{load_weights, save_weights};
 use crate::base::config::{ModelKind, TrainConfig};
@@ -66,6 +67,10 @@ pub trait Task {
     /// Metrics on a split, with the model in inference mode. The first is the loss.
     fn evaluate(&self, model: &Self::Model, split: Split) -> Result<Metrics>;
 
+    /// What the model did on a split, example by example, for `shopnet report`: the same
+    /// metrics as [`Task::evaluate`], computed from the same predictions.
+    fn findings(&self, model: &Self::Model, split: Split) -> Result<Findings>;
+
     /// A batch cut into at most `parts` parts for data-parallel training, each with its
     /// share of the batch's examples; `train_loss` builds a part's tensors on the device
     /// of the model it is given. `None` (the default) for a task whose batch cannot be
@@ -81,6 +86,8 @@ pub struct Fit<'a> {
     pub config: &'a TrainConfig,
     pub checkpoint_secs: f64,
     pub device: &'a Device,
+    /// How the user named the device(s), for the run's record.
+    pub device_label: &'a str,
     /// More devices for data-parallel training (each batch split across `device` and
     /// these); empty for one device.
     pub replicas: &'a [Device],
@@ -164,11 +171,12 @@ fn start<T: Task>(task: &T, fit: &Fit<'_>, resume: bool) -> Result<Session<T::Mo
     if resume {
         checkpoint::remove_stale_temporaries(fit.run_dir);
     }
-    let (model, optimizer, state) = if resumable {
+    let (model, optimizer, mut state) = if resumable {
         checkpoint::restore(fit.run_dir, fresh, optim::build(fit.config))?
     } else {
         (fresh, optim::build(fit.config), RunState::default())
     };
+    state.device = Some(fit.device_label.to_string());
     if state.finished {
         bail!(
             "{}: this run already finished ({} epochs); start a new run to train more",
@@ -297,7 +305,11 @@ fn finish<T: Task>(task: &T, fit: &Fit<'_>, mut state: RunState) -> Result<FitOu
     let fresh = task.init_model(fit.config.seed, fit.device)?;
     let best = load_weights(fresh, task.kind(), &fit.run_dir.join(BEST_WEIGHTS))?;
     let mut report = task.evaluate(&best, Split::Val)?.prefixed("val_");
-    report.extend(task.evaluate(&best, Split::Test)?.prefixed("test_"));
+    // The test split's findings carry its metrics: one pass gives both the report's
+    // numbers and what `shopnet report` draws.
+    let test = task.findings(&best, Split::Test)?;
+    report.extend(test.metrics.prefixed("test_"));
+    findings::save(fit.run_dir, &test)?;
     run_dir::write_report(fit.run_dir, task.kind(), Some(best_epoch), &report)?;
     state.finished = true;
     write_json(&fit.run_dir.join(STATE_FILE), &state)?;

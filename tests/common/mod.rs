@@ -2,6 +2,8 @@
 //! the one-line user-error contract.
 #![allow(dead_code)]
 
+pub mod report_check;
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
