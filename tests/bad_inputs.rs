@@ -2287,6 +2287,7 @@ fn bad_images_and_idx_files_are_refused_naming_the_file() {
 
 const EVAL_RUN: &[&str] = &["eval", "--run", "run"];
 const EVAL_BUNDLE: &[&str] = &["eval", "--run", "bundle"];
+const REPORT_RUN: &[&str] = &["report", "--run", "run"];
 
 const RUN_CASES: &[Case] = &[
     Case {
@@ -2402,6 +2403,60 @@ const RUN_CASES: &[Case] = &[
         files: &[("bundle/model.safetensors", MISSING)],
         args: &["inspect", "bundle"],
         needle: "model.safetensors",
+    },
+    Case {
+        name: "report: an empty folder",
+        files: &[("empty/", "")],
+        args: &["report", "--run", "empty"],
+        needle: "empty",
+    },
+    Case {
+        name: "report: run.json not JSON",
+        files: &[("run/run.json", "{not json")],
+        args: REPORT_RUN,
+        needle: "run.json",
+    },
+    Case {
+        name: "report: config.toml malformed",
+        files: &[("run/config.toml", "[model\nkind = \"gcn\"\n")],
+        args: REPORT_RUN,
+        needle: "config.toml:1",
+    },
+    Case {
+        name: "report: metrics.csv row that does not parse",
+        files: &[("run/metrics.csv", "epoch,train_loss\n1,0.5\n2,\"x\"\n")],
+        args: REPORT_RUN,
+        needle: "metrics.csv:3",
+    },
+    Case {
+        name: "report: state.json not JSON",
+        files: &[("run/state.json", "{")],
+        args: REPORT_RUN,
+        needle: "state.json",
+    },
+    Case {
+        name: "report: findings-test.json not JSON",
+        files: &[("run/findings-test.json", "[")],
+        args: REPORT_RUN,
+        needle: "findings-test.json",
+    },
+    Case {
+        name: "report: bundle config.toml changed",
+        files: &[("bundle/config.toml", "tampered")],
+        args: &["report", "--run", "bundle", "--out", "page.html"],
+        needle: "config.toml",
+    },
+    Case {
+        name: "report: --compare with one run",
+        files: &[],
+        args: &["report", "--compare", "run"],
+        needle: "--compare",
+    },
+    Case {
+        name: "report: --out is a folder",
+        files: &[("pages/", "")],
+        args: &["report", "--run", "run", "--out", "pages"],
+        needle: "pages",
     },
     Case {
         name: "export: the run is not a run",
