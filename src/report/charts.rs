@@ -61,6 +61,10 @@ pub struct Chart {
     /// Fixed axis ranges; otherwise fitted to the data.
     pub x_range: Option<(f64, f64)>,
     pub y_range: Option<(f64, f64)>,
+    /// x counts something (epochs, K): ticks without decimals.
+    pub whole_x: bool,
+    /// The legend in the lower right, for curves that rise (accuracy, recall).
+    pub legend_low: bool,
 }
 
 impl Chart {
@@ -73,6 +77,8 @@ impl Chart {
             marker: None,
             x_range: None,
             y_range: None,
+            whole_x: false,
+            legend_low: false,
         }
     }
 
@@ -123,8 +129,12 @@ impl Chart {
             .x_label_area_size(36)
             .y_label_area_size(58)
             .build_cartesian_2d(x0..x1, y0..y1)?;
+        let whole = |x: &f64| format!("{x:.0}");
+        let decimal = |x: &f64| format!("{x:.2}");
+        let x_format: &dyn Fn(&f64) -> String = if self.whole_x { &whole } else { &decimal };
         chart
             .configure_mesh()
+            .x_label_formatter(x_format)
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .light_line_style(RGBColor(238, 238, 238))
@@ -166,7 +176,11 @@ impl Chart {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(if self.legend_low {
+                SeriesLabelPosition::LowerRight
+            } else {
+                SeriesLabelPosition::UpperRight
+            })
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
             .draw()?;

@@ -174,6 +174,7 @@ fn training(page: &mut Page, view: &RunView) -> Result<()> {
     let best = view.best_epoch().map(|b| (b as f64, format!("best epoch {b}")));
     let mut charts = String::from("<div class=\"charts\">\n");
     let mut loss = Chart::new("Loss", "epoch", "loss");
+    loss.whole_x = true;
     for (i, name) in ["train_loss", "val_loss"].into_iter().enumerate() {
         if let Some(points) = history.column(name) {
             loss.series.push(Series::line(name, points, i));
@@ -187,6 +188,8 @@ fn training(page: &mut Page, view: &RunView) -> Result<()> {
     )?);
     let watched = watched(view);
     let mut validation = Chart::new("Validation metrics", "epoch", "value");
+    validation.whole_x = true;
+    validation.legend_low = true;
     let others = history.columns.iter().filter(|c| c.starts_with("val_") && *c != "val_loss");
     for (i, name) in others.enumerate() {
         if let Some(points) = history.column(name) {
@@ -202,6 +205,7 @@ fn training(page: &mut Page, view: &RunView) -> Result<()> {
     charts.push_str(&figure("chart-validation", &validation, &caption)?);
     if let Some(points) = history.column("lr") {
         let mut lr = Chart::new("Learning rate", "epoch", "lr");
+        lr.whole_x = true;
         lr.series.push(Series::line("lr", points, 4));
         charts.push_str(&figure(
             "chart-lr",
@@ -252,6 +256,7 @@ pub fn compare(runs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         ("chart-watched", first),
     ] {
         let mut chart = Chart::new(column.as_str(), "epoch", column.as_str());
+        chart.whole_x = true;
         for (i, view) in views.iter().enumerate() {
             if let Some(points) = view.history.as_ref().and_then(|h: &History| h.column(&column)) {
                 chart.series.push(Series::line(view.name.as_str(), points, i));

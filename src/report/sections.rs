@@ -258,6 +258,7 @@ pub fn binary(page: &mut Page, outcome: &BinaryOutcome) -> Result<()> {
     ];
     page.raw(&table("areas-table", &header, &rows));
     let mut roc = Chart::new("ROC curve", "false-positive rate", "true-positive rate");
+    roc.legend_low = true;
     roc.x_range = Some((0.0, 1.0));
     roc.y_range = Some((0.0, 1.0));
     let mut pr = Chart::new("Precision-recall curve", "recall", "precision");
@@ -351,6 +352,8 @@ pub fn ranking(page: &mut Page, outcome: &RankingOutcome) -> Result<()> {
         values.iter().enumerate().map(|(i, &v)| ((i + 1) as f64, v)).collect()
     };
     let mut chart = Chart::new("Ranking quality by cut-off", "K", "mean over test users");
+    chart.whole_x = true;
+    chart.legend_low = true;
     chart.series.push(Series::line("Recall@K", by_k(&outcome.recall), 0));
     chart.series.push(Series::line("NDCG@K", by_k(&outcome.ndcg), 1));
     let caption = format!(
@@ -365,6 +368,7 @@ pub fn ranking(page: &mut Page, outcome: &RankingOutcome) -> Result<()> {
     let groups = outcome.popularity.len();
     let mut chart =
         Chart::new("Items by training popularity", "item group, most popular first", "share");
+    chart.whole_x = true;
     let at = |i: usize| (i + 1) as f64;
     let interactions =
         outcome.popularity.iter().enumerate().map(|(i, g)| (at(i), g.interactions)).collect();
