@@ -574,12 +574,7 @@ fn purchase_intent_trains_evaluates_scores_and_exports_on_the_taobao_sample() {
 fn purchase_intent_finds_the_planted_signal_of_a_generated_log() {
     let dir = TempDir::new().unwrap();
     let d = dir.path();
-    let log = d.join("events.csv");
-    let generated = shopnet(
-        &["synth", "events", "--users", "4000", "--seed", "3", "--out", log.to_str().unwrap()],
-        d,
-    );
-    assert!(generated.status.success(), "{}", stderr(&generated));
+    let log = synth_events(d, 4000, 3);
     let events_set = format!("data.events={}", log.display());
     let run = train(
         d,

@@ -131,12 +131,7 @@ fn a_run_without_epochs_gets_a_page_and_broken_runs_one_error_line() {
 fn purchase_intent_report_draws_the_net_beside_the_cart_baseline() {
     let dir = TempDir::new().unwrap();
     let d = dir.path();
-    let log = d.join("events.csv");
-    let generated = shopnet(
-        &["synth", "events", "--users", "2000", "--seed", "3", "--out", log.to_str().unwrap()],
-        d,
-    );
-    assert!(generated.status.success(), "{}", stderr(&generated));
+    synth_events(d, 2000, 3);
     let run = train_on_events(d, "intent_synth.toml", &["--set", "train.epochs=2"]);
     let page = check_common(&run, "intent_synth");
     check_binary(&page, &run);

@@ -3,6 +3,7 @@
 //! the page writes beside it (`data-*` attributes) for readers and tests.
 
 use anyhow::{Result, anyhow};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 const WIDTH: u32 = 560;
@@ -140,27 +141,7 @@ impl Chart {
             .light_line_style(RGBColor(238, 238, 238))
             .draw()?;
         for series in &self.series {
-            let color = color(series.color);
-            let points =
-                series.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
-            let drawn = match series.mark {
-                Mark::Line => chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?,
-                Mark::Dashed => {
-                    chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(1)))?
-                }
-                Mark::Points => {
-                    chart.draw_series(points.map(|p| Circle::new(p, 2, color.mix(0.7).filled())))?
-                }
-                Mark::Bars { width } => chart.draw_series(points.map(|(x, y)| {
-                    Rectangle::new(
-                        [(x - width / 2.0, 0.0), (x + width / 2.0, y)],
-                        color.mix(0.45).filled(),
-                    )
-                }))?,
-            };
-            drawn.label(series.name.as_str()).legend(move |(x, y)| {
-                Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled())
-            });
+            plot(&mut chart, series)?;
         }
         if let Some((x, label)) = &self.marker {
             let grey = RGBColor(90, 90, 90);
@@ -187,6 +168,33 @@ impl Chart {
         root.present()?;
         Ok(())
     }
+}
+
+type Plane<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One series on the chart, with its legend entry.
+fn plot(
+    chart: &mut Plane<'_, '_>,
+    series: &Series,
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+    let color = color(series.color);
+    let points = series.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
+    let drawn = match series.mark {
+        Mark::Line => chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?,
+        Mark::Dashed => {
+            chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(1)))?
+        }
+        Mark::Points => {
+            chart.draw_series(points.map(|p| Circle::new(p, 2, color.mix(0.7).filled())))?
+        }
+        Mark::Bars { width } => chart.draw_series(points.map(|(x, y)| {
+            Rectangle::new([(x - width / 2.0, 0.0), (x + width / 2.0, y)], color.mix(0.45).filled())
+        }))?,
+    };
+    drawn
+        .label(series.name.as_str())
+        .legend(move |(x, y)| Rectangle::new([(x, y - 4), (x + 14, y + 4)], color.filled()));
+    Ok(())
 }
 
 #[cfg(test)]

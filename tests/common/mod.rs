@@ -7,7 +7,7 @@ pub mod report_check;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn shopnet(args: &[&str], cwd: &Path) -> Output {
@@ -116,21 +116,10 @@ pub fn wgpu_usable(dir: &Path) -> bool {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the shopnet binary runs");
-    let started = Instant::now();
-    let verdict = loop {
-        if let Some(status) = child.try_wait().expect("waiting for the probe") {
-            let mut err = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            break if status.success() { Ok(()) } else { Err(err.trim().to_string()) };
-        }
-        if started.elapsed() > WGPU_PROBE_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break Err(format!("no answer within {} s", WGPU_PROBE_LIMIT.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let verdict = match wait_within(&mut child, WGPU_PROBE_LIMIT) {
+        Some((status, _)) if status.success() => Ok(()),
+        Some((_, err)) => Err(err.trim().to_string()),
+        None => Err(format!("no answer within {} s", WGPU_PROBE_LIMIT.as_secs())),
     };
     match verdict {
         Ok(()) => true,
@@ -143,4 +132,36 @@ pub fn wgpu_usable(dir: &Path) -> bool {
             false
         }
     }
+}
+
+/// Waits for `child` at most `limit`: its exit status and what it wrote to its piped
+/// stderr, or `None` (the child killed) when it ran longer.
+pub fn wait_within(child: &mut Child, limit: Duration) -> Option<(ExitStatus, String)> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for a child process") {
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            return Some((status, err));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A generated Taobao-format log of `users` users at `dir/events.csv`.
+pub fn synth_events(dir: &Path, users: usize, seed: u64) -> PathBuf {
+    let log = dir.join("events.csv");
+    let (users, seed) = (users.to_string(), seed.to_string());
+    let args =
+        ["synth", "events", "--users", &users, "--seed", &seed, "--out", log.to_str().unwrap()];
+    let generated = shopnet(&args, dir);
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    log
 }

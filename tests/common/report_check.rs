@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -276,19 +276,9 @@ pub fn open_in_browser(page: &Path, name: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("chromium starts");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > BROWSER_LIMIT {
-            let _ = child.kill();
-            panic!("chromium did not render {url} within {} s", BROWSER_LIMIT.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let Some((status, log)) = super::wait_within(&mut child, BROWSER_LIMIT) else {
+        panic!("chromium did not render {url} within {} s", BROWSER_LIMIT.as_secs());
     };
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(status.success(), "chromium failed on {url}: {log}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "{url}: console messages:\n{}", console.join("\n"));
