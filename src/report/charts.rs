@@ -8,6 +8,8 @@ use plotters::prelude::*;
 
 const WIDTH: u32 = 560;
 const HEIGHT: u32 = 340;
+/// A line of at most this many points also marks each point.
+const SHORT_SERIES: usize = 20;
 
 /// Tableau 10: distinguishable, and readable for the common colour-vision deficiencies.
 const PALETTE: [RGBColor; 10] = [
@@ -130,12 +132,15 @@ impl Chart {
             .x_label_area_size(36)
             .y_label_area_size(58)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        let whole = |x: &f64| format!("{x:.0}");
-        let decimal = |x: &f64| format!("{x:.2}");
-        let x_format: &dyn Fn(&f64) -> String = if self.whole_x { &whole } else { &decimal };
+        // Counts get ticks only at whole numbers: a 2-epoch run has no epoch 1.5.
+        let whole = |x: &f64| {
+            if (x - x.round()).abs() < 1e-9 { format!("{x:.0}") } else { String::new() }
+        };
+        let x_format: &dyn Fn(&f64) -> String = if self.whole_x { &whole } else { &tick };
         chart
             .configure_mesh()
             .x_label_formatter(x_format)
+            .y_label_formatter(&tick)
             .x_desc(self.x_label.as_str())
             .y_desc(self.y_label.as_str())
             .light_line_style(RGBColor(238, 238, 238))
@@ -170,6 +175,18 @@ impl Chart {
     }
 }
 
+/// A tick label: small values (learning rates) in scientific notation, others to at most
+/// four decimals without trailing zeros.
+fn tick(value: &f64) -> String {
+    let magnitude = value.abs();
+    if magnitude != 0.0 && !(1e-2..1e5).contains(&magnitude) {
+        return format!("{value:.1e}");
+    }
+    let text = format!("{value:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" { "0".into() } else { text.into() }
+}
+
 type Plane<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// One series on the chart, with its legend entry.
@@ -179,6 +196,11 @@ fn plot(
 ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let color = color(series.color);
     let points = series.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
+    // A short series (a run of a few epochs) also shows its points: one point draws no line.
+    if series.mark == Mark::Line && series.points.len() <= SHORT_SERIES {
+        let points = series.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite());
+        chart.draw_series(points.map(|p| Circle::new(p, 3, color.filled())))?;
+    }
     let drawn = match series.mark {
         Mark::Line => chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?,
         Mark::Dashed => {
@@ -210,6 +232,15 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
         assert!(svg.contains("train_loss") && svg.contains("best epoch 2"));
         assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn ticks_read_as_numbers() {
+        assert_eq!(tick(&0.0), "0");
+        assert_eq!(tick(&0.25), "0.25");
+        assert_eq!(tick(&1200.0), "1200");
+        assert_eq!(tick(&0.0005), "5.0e-4");
+        assert_eq!(tick(&-0.00001), "-1.0e-5");
     }
 
     #[test]

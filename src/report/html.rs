@@ -49,6 +49,7 @@ table.confusion td { min-width: 2.6rem; }
 .neighbours { display: flex; gap: .4rem; align-items: flex-start; margin-bottom: .6rem; }
 .neighbours .query { border: 2px solid #1f77b4; }
 td.text { text-align: left; max-width: 640px; }
+#overview-table td { max-width: 760px; overflow-wrap: anywhere; }
 pre { background: #f4f4f6; padding: .8rem; overflow-x: auto; font-size: .8rem; }
 ";
 
