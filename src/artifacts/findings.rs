@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-use crate::base::files::{read_json, write_json};
+use crate::base::files::{read_json, write_atomic};
 use crate::base::metrics::{self, Metrics};
 use crate::base::split::Split;
 
@@ -163,8 +163,10 @@ pub fn findings_path(dir: &Path, split: Split) -> PathBuf {
     dir.join(format!("findings-{split}.json"))
 }
 
+/// Written compactly: a split of many users holds one score per user, which pretty JSON
+/// would spread over a line each.
 pub fn save(dir: &Path, findings: &Findings) -> Result<()> {
-    write_json(&findings_path(dir, findings.split), findings)
+    write_atomic(&findings_path(dir, findings.split), &serde_json::to_vec(findings)?)
 }
 
 /// The findings a run keeps for `split`, if it has them.
