@@ -485,6 +485,7 @@ const NUMERIC_KEYS: &[(&str, &[&str], &[&str])] = &[
     ("train.gamma", &["train.schedule=step"], &["-0.1", "0", "nan", "inf", "1e18"]),
     ("train.min_lr", &["train.schedule=cosine"], &["-1", "nan", "inf", "1e18"]),
     ("train.clip_grad_norm", &[], &["-1", "nan", "inf", "1e18"]),
+    ("train.label_smoothing", &[], &["-0.1", "1", "nan", "inf"]),
     ("runtime.checkpoint_secs", &[], &["-1", "nan", "inf", "1e18"]),
 ];
 
@@ -1133,6 +1134,18 @@ const EVENT_CASES: &[Case] = &[
         files: &[("in.csv", "1,101,7,pv,1511600000\n"), ("run/vocab.csv", "garbage\n")],
         args: SCORE_EVENTS,
         needle: "vocab.csv",
+    },
+    Case {
+        name: "intent: label smoothing on a probability",
+        files: &[],
+        args: &["train", "--config", "intent.toml", "--set", "train.label_smoothing=0.1"],
+        needle: "train.label_smoothing",
+    },
+    Case {
+        name: "taobao recommender: label smoothing on a ranking",
+        files: &[],
+        args: &["train", "--config", "taobao.toml", "--set", "train.label_smoothing=0.1"],
+        needle: "train.label_smoothing",
     },
     Case {
         name: "taobao recommender: unknown behavior in data.behaviors",

@@ -235,6 +235,8 @@ pub struct TrainConfig {
     /// Clip each parameter's gradient to this L2 norm (burn's per-tensor
     /// `GradientClipping::Norm`); 0 disables clipping.
     pub clip_grad_norm: f64,
+    /// Classifiers: the share of each target spread evenly over all classes (0 = one-hot).
+    pub label_smoothing: f64,
     pub seed: u64,
     pub early_stopping: EarlyStoppingConfig,
 }
@@ -257,6 +259,7 @@ impl Default for TrainConfig {
             gamma: 0.1,
             min_lr: 0.0,
             clip_grad_norm: 0.0,
+            label_smoothing: 0.0,
             seed: 0,
             early_stopping: EarlyStoppingConfig::default(),
         }
@@ -284,6 +287,7 @@ impl TrainConfig {
             ("train.momentum", self.momentum, 0.0, true, 1.0),
             ("train.clip_grad_norm", self.clip_grad_norm, 0.0, true, 1e6),
             ("train.min_lr", self.min_lr, 0.0, true, self.lr),
+            ("train.label_smoothing", self.label_smoothing, 0.0, true, 0.99),
         ];
         for (key, value, low, low_included, high) in ranges {
             let above_low = if low_included { value >= low } else { value > low };
@@ -295,6 +299,16 @@ impl TrainConfig {
         check_fraction("train.beta1", self.beta1)?;
         check_fraction("train.beta2", self.beta2)
     }
+}
+
+/// Refuses `train.label_smoothing` for a family whose outputs are not classes.
+pub fn no_label_smoothing(train: &TrainConfig, what: &str) -> Result<()> {
+    if train.label_smoothing != 0.0 {
+        bail!(
+            "train.label_smoothing: applies to class outputs (gcn, gat, vgg, bert), not to {what}"
+        );
+    }
+    Ok(())
 }
 
 /// A count key within `[low, high]`.

@@ -29,7 +29,25 @@ pub fn label_column(labels: impl IntoIterator<Item = u32>, device: &Device) -> T
 
 /// Mean cross-entropy of `[n, classes]` logits against `[n, 1]` class indices.
 pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<2, Int>) -> Tensor<1> {
-    log_softmax(logits, 1).gather(1, labels).mean().neg()
+    smoothed_cross_entropy(logits, labels, 0.0)
+}
+
+/// Cross-entropy against targets that give the true class `1 - smoothing` plus an equal
+/// share of `smoothing` to every class (PyTorch's `label_smoothing`, Szegedy et al. 2016):
+/// `(1 - s) * CE + s * mean over classes of -log p`.
+pub fn smoothed_cross_entropy(
+    logits: Tensor<2>,
+    labels: Tensor<2, Int>,
+    smoothing: f64,
+) -> Tensor<1> {
+    let log_probs = log_softmax(logits, 1);
+    let true_class = log_probs.clone().gather(1, labels).mean().neg();
+    if smoothing == 0.0 {
+        return true_class;
+    }
+    // The mean over all n x classes entries is the mean over examples of the class mean.
+    let uniform = log_probs.mean().neg();
+    true_class.mul_scalar(1.0 - smoothing) + uniform.mul_scalar(smoothing)
 }
 
 /// A copy of loaded (pretrained) weights on `device`, the start of every init of a run.
@@ -55,6 +73,20 @@ mod tests {
         let loss = cross_entropy(logits, label_column([1, 0], &device)).into_scalar::<f32>() as f64;
         // -(ln 0.5 + ln(e^2 / (e^2 + 1))) / 2
         let expected = -(0.5f64.ln() + (2f64.exp() / (2f64.exp() + 1.0)).ln()) / 2.0;
+        assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn smoothed_cross_entropy_by_hand() {
+        // One example, logits (2, 0, 0), label 0, smoothing 0.3: target (0.8, 0.1, 0.1).
+        let device = Device::flex();
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(vec![2.0f32, 0.0, 0.0], [1, 3]), &device);
+        let loss = smoothed_cross_entropy(logits, label_column([0], &device), 0.3)
+            .into_scalar::<f32>() as f64;
+        let total = 2f64.exp() + 2.0;
+        let log_p = [(2f64.exp() / total).ln(), (1.0 / total).ln(), (1.0 / total).ln()];
+        let expected = -(0.8 * log_p[0] + 0.1 * log_p[1] + 0.1 * log_p[2]);
         assert!((loss - expected).abs() < 1e-6, "{loss} vs {expected}");
     }
 }

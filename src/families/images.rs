@@ -31,7 +31,7 @@ use crate::base::progress::Progress;
 use crate::base::projection::pca_2d;
 use crate::base::rng::HostRng;
 use crate::base::split::Split;
-use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host};
+use crate::base::tensor::{fork_pretrained, label_column, smoothed_cross_entropy, to_host};
 use crate::data::images::{
     Catalog, ImageDataConfig, ImageSet, Preprocess, decode_bytes, png_data_uri,
 };
@@ -50,6 +50,7 @@ pub struct ImageClassification {
     prep: Preprocess,
     set: ImageSet,
     batch_size: usize,
+    label_smoothing: f64,
     /// Pretrained weights to start from (on the plain device), instead of a random init.
     start: Option<Vgg>,
 }
@@ -121,7 +122,7 @@ impl Task for ImageClassification {
         let images = self.batch_tensor(batch, Some(rng), &device);
         let labels = label_column(batch.iter().map(|&i| self.set.labels[i as usize]), &device);
         let (_, logits) = model.forward(images, Some(rng));
-        Ok(cross_entropy(logits, labels))
+        Ok(smoothed_cross_entropy(logits, labels, self.label_smoothing))
     }
 
     fn evaluate(&self, model: &Vgg, split: Split) -> Result<Metrics> {
@@ -273,6 +274,7 @@ impl ImageFamily {
             prep,
             set,
             batch_size: config.train.batch_size,
+            label_smoothing: config.train.label_smoothing,
             start,
         })
     }

@@ -18,7 +18,7 @@ use super::family::{BatchJob, Config, Family, Prepared, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::findings::{BinaryOutcome, Findings, Outcome};
 use crate::artifacts::scores::ProbabilityWriter;
-use crate::base::config::{ModelKind, check_fraction, check_positive};
+use crate::base::config::{ModelKind, check_fraction, check_positive, no_label_smoothing};
 use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
@@ -318,6 +318,7 @@ impl Family for IntentFamily {
     type Task = PurchaseIntent;
 
     fn validate(config: &Config<Self>) -> Result<()> {
+        no_label_smoothing(&config.train, "a purchase-intent probability")?;
         let model = &config.model;
         let sizes = [
             ("model.embedding_size", model.embedding_size),

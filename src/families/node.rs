@@ -23,7 +23,7 @@ use crate::base::metrics::{self, Metrics};
 use crate::base::quote::quoted;
 use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
-use crate::base::tensor::{cross_entropy, index_tensor, label_column, to_host};
+use crate::base::tensor::{index_tensor, label_column, smoothed_cross_entropy, to_host};
 use crate::data::graph::{Graph, GraphDataConfig, describe_source};
 use crate::models::gat::{Gat, GatConfig};
 use crate::models::gcn::{Gcn, GcnConfig};
@@ -167,6 +167,7 @@ pub struct NodeClassification<N: GraphNet> {
     /// For naming the nodes a report shows.
     node_ids: Vec<String>,
     nodes: Splits<Vec<u32>>,
+    label_smoothing: f64,
     train_index: Tensor<1, Int>,
     train_labels: Tensor<2, Int>,
 }
@@ -198,6 +199,7 @@ impl<N: GraphNet> NodeClassification<N> {
             labels: graph.labels.clone(),
             node_ids: graph.node_ids.clone(),
             nodes,
+            label_smoothing: 0.0,
             train_index,
             train_labels,
         }
@@ -252,7 +254,7 @@ impl<N: GraphNet> Task for NodeClassification<N> {
 
     fn train_loss(&self, model: &N, _batch: &(), rng: &mut HostRng) -> Result<Tensor<1>> {
         let logits = model.logits(&self.graph, Some(rng)).select(0, self.train_index.clone());
-        Ok(cross_entropy(logits, self.train_labels.clone()))
+        Ok(smoothed_cross_entropy(logits, self.train_labels.clone(), self.label_smoothing))
     }
 
     fn evaluate(&self, model: &N, split: Split) -> Result<Metrics> {
@@ -353,12 +355,13 @@ impl<N: GraphNet> Family for NodeFamily<N> {
             }
         }
         ensure_fits::<N>(&config.model, &graph, graph.num_features, &config.data.source)?;
-        let task = NodeClassification::<N>::new(
+        let mut task = NodeClassification::<N>::new(
             config.model.settings.clone(),
             &graph,
             graph.num_features,
             device,
         );
+        task.label_smoothing = config.train.label_smoothing;
         let input = NodeInput { num_features: graph.num_features };
         Ok(Prepared { task, labels: graph.label_names.clone(), input, run_files: Vec::new() })
     }

@@ -27,7 +27,7 @@ use super::family::{BatchJob, Config, Family, Prepared, Recommend, Trained};
 use super::online::{self, Datatype, Online, Request, Served, Signature, TensorSpec, Values};
 use crate::artifacts::findings::{self, Findings, Outcome, PopularityGroup, RankingOutcome};
 use crate::artifacts::scores::RecommendationWriter;
-use crate::base::config::{ModelKind, check_positive};
+use crate::base::config::{ModelKind, check_positive, no_label_smoothing};
 use crate::base::memory;
 use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
@@ -380,6 +380,7 @@ impl Family for RecommenderFamily {
     type Task = Recommendation;
 
     fn validate(config: &Config<Self>) -> Result<()> {
+        no_label_smoothing(&config.train, "a recommender's BPR ranking")?;
         let model = &config.model;
         check_positive("model.embedding_size", model.embedding_size)?;
         let data = &config.data;

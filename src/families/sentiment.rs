@@ -27,7 +27,7 @@ use crate::base::metrics::{self, Metrics};
 use crate::base::progress::Progress;
 use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
-use crate::base::tensor::{cross_entropy, fork_pretrained, label_column, to_host};
+use crate::base::tensor::{fork_pretrained, label_column, smoothed_cross_entropy, to_host};
 use crate::data::records::{CsvSource, Row};
 use crate::data::text::{TextDataConfig, TextDataset, TextTokenizer, clean_text, train_wordpiece};
 use crate::models::bert::{
@@ -203,6 +203,7 @@ pub struct Sentiment {
     num_classes: usize,
     dropout: f64,
     batch_size: usize,
+    label_smoothing: f64,
     pad_id: u32,
     tokens: Vec<Vec<u32>>,
     labels: Vec<u32>,
@@ -217,6 +218,7 @@ struct SentimentParts<'a> {
     pretrained: Option<Bert>,
     dropout: f64,
     batch_size: usize,
+    label_smoothing: f64,
     tokenizer: &'a TextTokenizer,
 }
 
@@ -232,6 +234,7 @@ impl Sentiment {
             num_classes: data.label_names.len(),
             dropout: parts.dropout,
             batch_size: parts.batch_size,
+            label_smoothing: parts.label_smoothing,
             pad_id: parts.tokenizer.pad_id,
             tokens,
             labels: data.labels.clone(),
@@ -328,7 +331,8 @@ impl Task for Sentiment {
     ) -> Result<Tensor<1>> {
         let device = model.classifier.weight.val().device();
         let logits = model.forward(self.input(batch, &device));
-        Ok(cross_entropy(logits, label_column(batch.iter().map(|&r| self.labels[r]), &device)))
+        let labels = label_column(batch.iter().map(|&r| self.labels[r]), &device);
+        Ok(smoothed_cross_entropy(logits, labels, self.label_smoothing))
     }
 
     fn evaluate(&self, model: &BertClassifier, split: Split) -> Result<Metrics> {
@@ -519,6 +523,7 @@ impl Family for SentimentFamily {
             pretrained,
             dropout: model.dropout,
             batch_size: config.train.batch_size,
+            label_smoothing: config.train.label_smoothing,
             tokenizer: &tokenizer,
         };
         let task = Sentiment::new(parts, &data).map_err(named)?;
@@ -561,6 +566,7 @@ impl Family for SentimentFamily {
             pretrained: None,
             dropout: config.model.dropout,
             batch_size: config.train.batch_size,
+            label_smoothing: config.train.label_smoothing,
             tokenizer: &tokenizer,
         };
         Sentiment::new(parts, &data)
