@@ -176,10 +176,14 @@ impl Chart {
 }
 
 /// A tick label: small values (learning rates) in scientific notation, others to at most
-/// four decimals without trailing zeros.
+/// four decimals without trailing zeros; float noise around zero (a tick the axis placed at
+/// -6.8e-21) reads 0.
 fn tick(value: &f64) -> String {
     let magnitude = value.abs();
-    if magnitude != 0.0 && !(1e-2..1e5).contains(&magnitude) {
+    if magnitude < 1e-15 {
+        return "0".into();
+    }
+    if !(1e-2..1e5).contains(&magnitude) {
         return format!("{value:.1e}");
     }
     let text = format!("{value:.4}");
@@ -241,6 +245,7 @@ mod tests {
         assert_eq!(tick(&1200.0), "1200");
         assert_eq!(tick(&0.0005), "5.0e-4");
         assert_eq!(tick(&-0.00001), "-1.0e-5");
+        assert_eq!(tick(&-6.8e-21), "0");
     }
 
     #[test]
