@@ -11,8 +11,12 @@ use burn::tensor::Device;
 use super::{Command, EvalSplit, SynthData, TokenizerCommand};
 use crate::artifacts::bundle;
 use crate::artifacts::embeddings::{self, EmbeddingIndex};
+use crate::artifacts::manifest::{BUNDLE_WEIGHTS, MANIFEST_FILE};
 use crate::artifacts::opened::Artifacts;
-use crate::artifacts::run_dir::{CONFIG_FILE, RUN_FILE};
+use crate::artifacts::run_dir::{
+    BEST_WEIGHTS, CONFIG_FILE, LAST_WEIGHTS, METRICS_CSV, METRICS_JSONL, REPORT_FILE, RUN_FILE,
+    STATE_FILE,
+};
 use crate::base::backend::{self, DeviceSpec};
 use crate::base::config::{ConfigDoc, ModelKind};
 use crate::base::files::check_output;
@@ -488,14 +492,14 @@ fn run_bench(args: &BenchArgs, threads: usize) -> Result<()> {
 const RUN_OWN_FILES: &[&str] = &[
     CONFIG_FILE,
     RUN_FILE,
-    "state.json",
-    "metrics.csv",
-    "metrics.jsonl",
-    "report.json",
-    "best.safetensors",
-    "last.safetensors",
-    "manifest.json",
-    "model.safetensors",
+    STATE_FILE,
+    METRICS_CSV,
+    METRICS_JSONL,
+    REPORT_FILE,
+    BEST_WEIGHTS,
+    LAST_WEIGHTS,
+    MANIFEST_FILE,
+    BUNDLE_WEIGHTS,
 ];
 
 fn report_command(
