@@ -109,8 +109,11 @@ pub fn run(args: &BenchArgs, device: &Device) -> Result<String> {
             let (sequences, batch) = (20_000, 32);
             let t = time_intent(sequences, batch, device)?;
             Ok(format!(
-                "intent {sequences} sequences of 50 {on}: train epoch {:.2} s ({} steps of {batch}), inference {:.2} s (batch 256)",
-                t.train_s, t.steps, t.inference_s
+                "intent {sequences} sequences of 50 {on}: train epoch {:.2} s ({} steps of {batch}), inference {:.2} s (batch 256); peak memory {}",
+                t.train_s,
+                t.steps,
+                t.inference_s,
+                peak_memory_text()
             ))
         }
         BenchNet::Vgg => {

@@ -8,6 +8,7 @@
 //!   trait, and the generic `train` / `eval` / `score` / `export` of [`families::driver`];
 //! - [`train`]: the one training loop, driven through [`train::Task`];
 //! - [`data`], [`models`], [`artifacts`]: input formats, nets, and what runs leave on disk;
+//! - [`ops`]: shopnet's fused kernels (Burn backend extensions) with their backward passes;
 //! - [`base`]: config, device, metrics, host randomness, splits, files.
 
 pub mod artifacts;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod data;
 pub mod families;
 pub mod models;
+pub mod ops;
 pub mod report;
 pub mod serve;
 pub mod train;

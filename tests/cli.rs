@@ -593,6 +593,39 @@ fn purchase_intent_finds_the_planted_signal_of_a_generated_log() {
     let auc = report_metric(&run, "test_roc_auc");
     let baseline = report_metric(&run, "test_cart_baseline_roc_auc");
     assert!(auc > 0.7 && baseline > 0.75, "model {auc}, cart baseline {baseline}");
+
+    // The fused LSTM (the CPU default) and the LSTM composed from Burn ops (wgpu, or
+    // runtime.fused_ops = false) are the same function: one epoch of training with either
+    // ends at the same model, up to float rounding, and both devices score alike.
+    let one_epoch = |fused: &str| {
+        let fused_set = format!("runtime.fused_ops={fused}");
+        let args = ["--config", &config("intent_synth.toml"), "--set", &events_set];
+        let run =
+            train(d, &[&args[..], &["--set", "train.epochs=1", "--set", &fused_set]].concat());
+        report_metric(&run, "test_loss")
+    };
+    let (fused, composed) = (one_epoch("true"), one_epoch("false"));
+    assert!((fused - composed).abs() < 1e-3, "log-loss fused {fused}, composed {composed}");
+    if wgpu_usable(d) {
+        let probabilities = |device: &str| -> Vec<f64> {
+            let out = d.join(format!("scores_{device}.csv"));
+            let args = ["score", "--run", run.to_str().unwrap(), "--input", log.to_str().unwrap()];
+            let output = shopnet(
+                &[&args[..], &["--output", out.to_str().unwrap(), "--device", device]].concat(),
+                d,
+            );
+            assert!(output.status.success(), "{device}: {}", stderr(&output));
+            let text = fs::read_to_string(out).unwrap();
+            text.lines()
+                .skip(1)
+                .map(|row| row.rsplit(',').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        let (cpu, gpu) = (probabilities("cpu"), probabilities("wgpu"));
+        assert_eq!(cpu.len(), 4000);
+        let worst = cpu.iter().zip(&gpu).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(worst < 1e-4, "cpu (fused) and wgpu (composed) probabilities differ by {worst}");
+    }
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! rasteriser where one GCN epoch takes minutes. OpenGL is used only when named
 //! (`wgpu:gl`), and the adapter in use is always said.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 use burn::tensor::{Device, DeviceKind, Tensor};
@@ -89,11 +91,26 @@ fn adapter_kind(name: &str, parts: &[&str]) -> Result<DeviceKind> {
     })
 }
 
+/// Whether shopnet's fused kernels (`crate::ops`) run where they exist: `runtime.fused_ops`,
+/// on unless a run turns it off. Process-wide, like the thread pool: it is chosen once, at
+/// the edge, with the device.
+static FUSED_OPS: AtomicBool = AtomicBool::new(true);
+
+pub fn set_fused_ops(enabled: bool) {
+    FUSED_OPS.store(enabled, Ordering::Relaxed);
+}
+
+pub fn fused_ops_enabled() -> bool {
+    FUSED_OPS.load(Ordering::Relaxed)
+}
+
 /// The device of a run or job: `--device` when given, else the config's `runtime.device`;
-/// sets the CPU thread pool from `runtime.threads` first.
+/// sets the CPU thread pool from `runtime.threads` and the kernel path from
+/// `runtime.fused_ops` first.
 pub fn open_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
     let runtime = config.runtime()?;
     configure_threads(runtime.threads);
+    set_fused_ops(runtime.fused_ops);
     let (source, name) = match flag {
         Some(name) => ("--device", name),
         None => ("runtime.device", runtime.device.as_str()),
@@ -107,6 +124,7 @@ pub fn open_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Device> {
 pub fn open_all_for_run(flag: Option<&str>, config: &ConfigDoc) -> Result<Vec<Device>> {
     let runtime = config.runtime()?;
     configure_threads(runtime.threads);
+    set_fused_ops(runtime.fused_ops);
     let (source, names) = match flag {
         Some(names) => ("--device", names),
         None => ("runtime.device", runtime.device.as_str()),

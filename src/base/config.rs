@@ -368,6 +368,9 @@ pub struct RuntimeConfig {
     /// Write the resume checkpoint at most this often (and always when a run stops or
     /// ends): a killed run loses at most this much work. 0 checkpoints every epoch.
     pub checkpoint_secs: f64,
+    /// shopnet's fused CPU kernels (the LSTM) where they exist; `false` composes the same
+    /// functions from Burn ops, to compare or bisect.
+    pub fused_ops: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -378,6 +381,7 @@ impl Default for RuntimeConfig {
             out_dir: "checkpoints".into(),
             name: None,
             checkpoint_secs: 10.0,
+            fused_ops: true,
         }
     }
 }

@@ -115,7 +115,9 @@ pub fn run(command: Command) -> Result<()> {
             weights,
             sentences,
             steps,
+            composed_ops,
         } => {
+            backend::set_fused_ops(!composed_ops);
             let random_graph = match (nodes, edges, features) {
                 (Some(nodes), Some(edges), Some(features)) => {
                     Some(RandomGraph { nodes, edges, features })

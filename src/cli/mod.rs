@@ -275,6 +275,10 @@ pub enum Command {
         /// BERT: timed fine-tuning steps.
         #[arg(long, default_value_t = 50)]
         steps: usize,
+        /// Compose every op from Burn ops instead of shopnet's fused CPU kernels (what
+        /// `runtime.fused_ops = false` does to a run), to compare the two.
+        #[arg(long)]
+        composed_ops: bool,
     },
 }
 

@@ -11,12 +11,13 @@
 //! with no key table at all.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::relu;
 use burn::tensor::module::embedding;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::base::rng::{HostRng, dropout};
+use crate::ops::lstm;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -47,7 +48,9 @@ impl Default for IntentConfig {
     }
 }
 
-/// A token table whose row 0 (padding) is held at zero, as PyTorch's `padding_idx = 0`.
+/// A token table whose row 0 (padding) reads as zero and gets no gradient, as PyTorch's
+/// `padding_idx = 0`: the looked-up rows of padding tokens are masked, which costs a pass
+/// over the batch rather than over the whole table.
 #[derive(Module, Debug)]
 pub struct TokenEmbedding {
     pub weight: Param<Tensor<2>>,
@@ -55,13 +58,8 @@ pub struct TokenEmbedding {
 
 impl TokenEmbedding {
     fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-        let weight = self.weight.val();
-        let [rows, _] = weight.dims();
-        let mut keep = vec![1.0f32; rows];
-        keep[0] = 0.0;
-        let keep = Tensor::<1>::from_data(TensorData::new(keep, [rows]), &weight.device())
-            .unsqueeze_dim(1);
-        embedding(weight * keep, tokens)
+        let not_padding = tokens.clone().not_equal_elem(0).float().unsqueeze_dim::<3>(2);
+        embedding(self.weight.val(), tokens) * not_padding
     }
 }
 
@@ -71,8 +69,8 @@ pub struct Conv {
     pub bias: Param<Tensor<1>>,
 }
 
-/// A one-layer LSTM that projects every timestep's input in one matrix product and then
-/// runs one fused `[H, 4H]` product per step (burn-nn's LSTM runs eight small ones).
+/// A one-layer LSTM: every timestep's input is projected in one matrix product, then the
+/// recurrence runs as [`crate::ops::lstm::last_hidden`] (one fused op on CPU).
 #[derive(Module, Debug)]
 pub struct Lstm {
     pub weight_ih_l0: Param<Tensor<2>>,
@@ -83,43 +81,15 @@ pub struct Lstm {
 
 impl Lstm {
     /// `[batch, time, in]` to the last hidden state `[batch, hidden]`.
-    ///
-    /// Every gate goes through one sigmoid over the whole `[batch, 4H]` slab, with
-    /// `tanh(x) = 2 sigmoid(2x) - 1` for the cell gate and the cell output: on burn-flex a
-    /// tanh costs several times a sigmoid per element, and one wide call costs less than
-    /// four narrow ones. The factor 2 for the cell gate is folded into the input
-    /// projection and the recurrent weights once per forward pass, not per step.
     fn last_hidden(&self, input: Tensor<3>) -> Tensor<2> {
         let [batch, time, width] = input.dims();
-        let [gates, hidden] = self.weight_hh_l0.dims();
-        let device = input.device();
-        let mut scale = vec![1.0f32; gates];
-        scale[2 * hidden..3 * hidden].fill(2.0);
-        let scale =
-            Tensor::<1>::from_data(TensorData::new(scale, [gates]), &device).unsqueeze_dim::<2>(0);
+        let [gates, _] = self.weight_hh_l0.dims();
         let bias = (self.bias_ih_l0.val() + self.bias_hh_l0.val()).unsqueeze_dim(0);
         let projected =
-            ((input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose())
+            (input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose())
                 + bias)
-                * scale.clone())
-            .reshape([batch, time, gates]);
-        let recurrent = self.weight_hh_l0.val().transpose() * scale;
-        let mut h = Tensor::<2>::zeros([batch, hidden], &device);
-        let mut c = Tensor::<2>::zeros([batch, hidden], &device);
-        for t in 0..time {
-            let step =
-                projected.clone().slice([0..batch, t..t + 1, 0..gates]).reshape([batch, gates])
-                    + h.matmul(recurrent.clone());
-            let mut chunks = sigmoid(step).chunk(4, 1).into_iter();
-            let (Some(i), Some(f), Some(g), Some(o)) =
-                (chunks.next(), chunks.next(), chunks.next(), chunks.next())
-            else {
-                unreachable!("chunk(4) of a [batch, 4H] tensor gives four parts")
-            };
-            c = f * c + i * g.mul_scalar(2.0).sub_scalar(1.0);
-            h = o * sigmoid(c.clone().mul_scalar(2.0)).mul_scalar(2.0).sub_scalar(1.0);
-        }
-        h
+                .reshape([batch, time, gates]);
+        lstm::last_hidden(projected, self.weight_hh_l0.val())
     }
 }
 
@@ -226,6 +196,8 @@ fn max_pool_time(x: Tensor<3>, k: usize) -> Tensor<3> {
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::TensorData;
+
     use super::*;
 
     /// A net whose every weight is zero except the ones a test sets.
