@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::message_passing::{
-    GraphTensors, LayerInput, NormalizedAdjacency, scatter_add, segment_softmax,
+    GraphTensors, LayerInput, NodeFeatures, NormalizedAdjacency, scatter_add, segment_softmax,
 };
 use crate::base::rng::{HostRng, dropout};
 use crate::base::tensor::zeros_param;
@@ -29,8 +29,16 @@ pub struct GatConfig {
     pub out_heads: usize,
     /// Dropout on each layer's input.
     pub dropout: f64,
+    /// Draw that input dropout's mask anew for each attention head, as the reference code
+    /// does (each head is its own layer there); otherwise one mask serves every head, as in
+    /// PyG's example.
+    pub dropout_per_head: bool,
     /// Dropout on the normalised attention coefficients.
     pub attention_dropout: f64,
+    /// Dropout on each node's projected features `W h` where they enter the weighted sum
+    /// (the attention scores still see them whole): the reference code's second use of its
+    /// input dropout rate, on `seq_fts`, which PyG's `GATConv` leaves out.
+    pub feature_dropout: f64,
     /// Slope of the LeakyReLU in the attention score.
     pub negative_slope: f64,
 }
@@ -42,7 +50,9 @@ impl Default for GatConfig {
             heads: 8,
             out_heads: 1,
             dropout: 0.6,
+            dropout_per_head: false,
             attention_dropout: 0.6,
+            feature_dropout: 0.0,
             negative_slope: 0.2,
         }
     }
@@ -61,20 +71,26 @@ pub struct GatConv {
     pub concat: bool,
     pub negative_slope: f64,
     pub attention_dropout: f64,
+    pub feature_dropout: f64,
+}
+
+/// The sizes of one GAT layer (its slope and dropout rates come from a [`GatConfig`]).
+pub struct GatConvShape {
+    pub d_in: usize,
+    pub out_features: usize,
+    pub heads: usize,
+    /// Concatenate the heads (hidden layers) or average them (output layer).
+    pub concat: bool,
 }
 
 impl GatConv {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        d_in: usize,
-        out_features: usize,
-        heads: usize,
-        concat: bool,
-        negative_slope: f64,
-        attention_dropout: f64,
+        shape: GatConvShape,
+        config: &GatConfig,
         rng: &mut HostRng,
         device: &Device,
     ) -> Self {
+        let GatConvShape { d_in, out_features, heads, concat } = shape;
         let width = heads * out_features;
         Self {
             weight: rng.glorot([d_in, width], d_in, width, device),
@@ -84,8 +100,9 @@ impl GatConv {
             heads,
             out_features,
             concat,
-            negative_slope,
-            attention_dropout,
+            negative_slope: config.negative_slope,
+            attention_dropout: config.attention_dropout,
+            feature_dropout: config.feature_dropout,
         }
     }
 
@@ -95,9 +112,39 @@ impl GatConv {
         adjacency: &NormalizedAdjacency,
         rng: Option<&mut HostRng>,
     ) -> Tensor<2> {
+        let projected = input.project(self.weight.val(), adjacency.num_nodes);
+        self.attend(projected, adjacency, rng)
+    }
+
+    /// `X W` with an input-dropout mask of its own for each head: `rng` is `Some` in
+    /// training (dropout on), `None` otherwise.
+    pub fn project_per_head(
+        &self,
+        input: &NodeFeatures,
+        p: f64,
+        mut rng: Option<&mut HostRng>,
+        num_nodes: usize,
+    ) -> Tensor<2> {
+        let width = self.out_features;
+        let heads: Vec<Tensor<2>> = (0..self.heads)
+            .map(|head| {
+                let weight = self.weight.val().narrow(1, head * width, width);
+                LayerInput::features(input, p, rng.as_deref_mut()).project(weight, num_nodes)
+            })
+            .collect();
+        Tensor::cat(heads, 1)
+    }
+
+    /// Attention and aggregation over the projected features `X W` `[N, heads * out]`.
+    pub fn attend(
+        &self,
+        projected: Tensor<2>,
+        adjacency: &NormalizedAdjacency,
+        mut rng: Option<&mut HostRng>,
+    ) -> Tensor<2> {
         let n = adjacency.num_nodes;
         let (heads, features) = (self.heads, self.out_features);
-        let h = input.project(self.weight.val(), n).reshape([n, heads, features]);
+        let h = projected.reshape([n, heads, features]);
         let score_src =
             (h.clone() * self.att_src.val().unsqueeze_dim(0)).sum_dim(2).reshape([n, heads]);
         let score_dst =
@@ -106,7 +153,8 @@ impl GatConv {
             score_src.select(0, adjacency.src.clone()) + score_dst.select(0, adjacency.dst.clone());
         let attention =
             segment_softmax(leaky_relu(scores, self.negative_slope), adjacency.dst.clone(), n);
-        let attention = dropout(attention, self.attention_dropout, rng);
+        let attention = dropout(attention, self.attention_dropout, rng.as_deref_mut());
+        let h = dropout(h, self.feature_dropout, rng);
         let edges = adjacency.num_edges();
         let messages = h.select(0, adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
         let out = scatter_add(messages, adjacency.dst.clone(), n);
@@ -124,6 +172,7 @@ pub struct Gat {
     pub conv1: GatConv,
     pub conv2: GatConv,
     pub dropout: f64,
+    pub dropout_per_head: bool,
 }
 
 impl Gat {
@@ -134,40 +183,43 @@ impl Gat {
         rng: &mut HostRng,
         device: &Device,
     ) -> Self {
-        let conv1 = GatConv::new(
-            d_in,
-            config.hidden,
-            config.heads,
-            true,
-            config.negative_slope,
-            config.attention_dropout,
-            rng,
-            device,
-        );
-        let conv2 = GatConv::new(
-            config.hidden * config.heads,
-            num_classes,
-            config.out_heads,
-            false,
-            config.negative_slope,
-            config.attention_dropout,
-            rng,
-            device,
-        );
-        Self { conv1, conv2, dropout: config.dropout }
+        let hidden =
+            GatConvShape { d_in, out_features: config.hidden, heads: config.heads, concat: true };
+        let conv1 = GatConv::new(hidden, config, rng, device);
+        let output = GatConvShape {
+            d_in: config.hidden * config.heads,
+            out_features: num_classes,
+            heads: config.out_heads,
+            concat: false,
+        };
+        let conv2 = GatConv::new(output, config, rng, device);
+        Self { conv1, conv2, dropout: config.dropout, dropout_per_head: config.dropout_per_head }
     }
 
     /// Class logits `[N, C]`. `rng` is `Some` in training (dropout on), `None` otherwise.
     pub fn forward(&self, graph: &GraphTensors, mut rng: Option<&mut HostRng>) -> Tensor<2> {
+        let adjacency = &graph.adjacency;
+        if self.dropout_per_head && rng.is_some() {
+            let n = adjacency.num_nodes;
+            let projected =
+                self.conv1.project_per_head(&graph.features, self.dropout, rng.as_deref_mut(), n);
+            let hidden = elu(self.conv1.attend(projected, adjacency, rng.as_deref_mut()), 1.0);
+            let hidden = NodeFeatures::Dense(hidden);
+            let projected =
+                self.conv2.project_per_head(&hidden, self.dropout, rng.as_deref_mut(), n);
+            return self.conv2.attend(projected, adjacency, rng);
+        }
         let input = LayerInput::features(&graph.features, self.dropout, rng.as_deref_mut());
-        let hidden = elu(self.conv1.forward(input, &graph.adjacency, rng.as_deref_mut()), 1.0);
+        let hidden = elu(self.conv1.forward(input, adjacency, rng.as_deref_mut()), 1.0);
         let hidden = dropout(hidden, self.dropout, rng.as_deref_mut());
-        self.conv2.forward(LayerInput::Dense(hidden), &graph.adjacency, rng)
+        self.conv2.forward(LayerInput::Dense(hidden), adjacency, rng)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use burn::tensor::TensorData;
+
     use super::*;
     use crate::base::sparse::SparseFeatures;
     use crate::models::message_passing::tests::toy_edges;
@@ -237,6 +289,7 @@ mod tests {
                 concat,
                 negative_slope: 0.2,
                 attention_dropout: 0.0,
+                feature_dropout: 0.0,
             };
             let got = conv.forward(
                 LayerInput::Dense(Tensor::from_floats(x, &device)),
@@ -250,5 +303,33 @@ mod tests {
                 assert!((g - e).abs() < 1e-5, "concat={concat}: {got:?} vs {expected:?}");
             }
         }
+    }
+
+    #[test]
+    fn per_head_projection_draws_a_mask_for_each_head() {
+        // X is all ones and W = [I | I]: each head's block of X W is its dropout mask.
+        let device = Device::flex();
+        let (nodes, width) = (6, 4);
+        let identity: Vec<f32> =
+            (0..width * width).map(|k| if k / width == k % width { 1.0 } else { 0.0 }).collect();
+        let weight = Tensor::<2>::from_data(TensorData::new(identity, [width, width]), &device);
+        let config = GatConfig::default();
+        let shape = GatConvShape { d_in: width, out_features: width, heads: 2, concat: true };
+        let mut conv = GatConv::new(shape, &config, &mut HostRng::new(0), &device);
+        conv.weight = param(Tensor::cat(vec![weight.clone(), weight], 1));
+        let features = NodeFeatures::Dense(Tensor::ones([nodes, width], &device));
+        let mut rng = HostRng::new(5);
+        let dropped = conv.project_per_head(&features, 0.5, Some(&mut rng), nodes);
+        let values = dropped.into_data().try_to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| *v == 0.0 || *v == 2.0), "{values:?}");
+        let (first, second): (Vec<f32>, Vec<f32>) = values
+            .chunks(2 * width)
+            .flat_map(|row| row[..width].iter().copied().zip(row[width..].iter().copied()))
+            .unzip();
+        assert_ne!(first, second, "both heads got the same mask");
+        let kept = values.iter().filter(|v| **v > 0.0).count();
+        assert!((12..=36).contains(&kept), "{kept} of 48 kept at p = 0.5");
+        let whole = conv.project_per_head(&features, 0.5, None, nodes);
+        assert_eq!(whole.into_data().try_to_vec::<f32>().unwrap(), vec![1.0; nodes * 2 * width]);
     }
 }

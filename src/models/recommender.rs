@@ -16,7 +16,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::gat::GatConv;
+use super::gat::{GatConfig, GatConv, GatConvShape};
 use super::gcn::GcnConv;
 use super::message_passing::{LayerInput, NormalizedAdjacency};
 use crate::base::rng::HostRng;
@@ -68,10 +68,19 @@ impl GraphRecommender {
             Encoder::Gcn => layers.clone().map(|_| GcnConv::new(d, d, rng, device)).collect(),
             _ => Vec::new(),
         };
+        // The recommender's attention layers are regularised by the embedding L2 alone.
+        let attention =
+            GatConfig { attention_dropout: 0.0, feature_dropout: 0.0, ..GatConfig::default() };
         let gat = match config.encoder {
             Encoder::Gat => layers
                 .map(|_| {
-                    GatConv::new(d, d / config.heads, config.heads, true, 0.2, 0.0, rng, device)
+                    let shape = GatConvShape {
+                        d_in: d,
+                        out_features: d / config.heads,
+                        heads: config.heads,
+                        concat: true,
+                    };
+                    GatConv::new(shape, &attention, rng, device)
                 })
                 .collect(),
             _ => Vec::new(),
