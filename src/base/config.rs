@@ -368,8 +368,8 @@ pub struct RuntimeConfig {
     /// Write the resume checkpoint at most this often (and always when a run stops or
     /// ends): a killed run loses at most this much work. 0 checkpoints every epoch.
     pub checkpoint_secs: f64,
-    /// shopnet's fused CPU kernels (the LSTM) where they exist; `false` composes the same
-    /// functions from Burn ops, to compare or bisect.
+    /// shopnet's fused CPU kernels (the LSTM, the sparse product of message passing) where
+    /// they exist; `false` composes the same functions from Burn ops, to compare or bisect.
     pub fused_ops: bool,
 }
 

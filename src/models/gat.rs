@@ -2,7 +2,8 @@
 //!
 //! Attention is computed per edge of the edge list: `e_ij = LeakyReLU(a_src . W h_j +
 //! a_dst . W h_i)`, normalised by a softmax over the edges entering node `i`
-//! ([`segment_softmax`]), then used to weight the scatter-add of the neighbours' rows.
+//! ([`segment_softmax`]), then used to weight the sum of the neighbours' rows (one sparse
+//! product with a value per edge and head, [`sparse_matmul`]: the fused kernel on CPU).
 //!
 //! Weight names follow PyG's `GATConv` (`att_src`, `att_dst`, `bias`); `weight` is
 //! `[in, heads * out]`, the transpose of PyG's `lin.weight`.
@@ -13,10 +14,11 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::message_passing::{
-    GraphTensors, LayerInput, NodeFeatures, NormalizedAdjacency, scatter_add, segment_softmax,
+    GraphTensors, LayerInput, NodeFeatures, NormalizedAdjacency, segment_softmax,
 };
 use crate::base::rng::{HostRng, dropout};
 use crate::base::tensor::zeros_param;
+use crate::ops::spmm::sparse_matmul;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -155,13 +157,12 @@ impl GatConv {
             segment_softmax(leaky_relu(scores, self.negative_slope), adjacency.dst.clone(), n);
         let attention = dropout(attention, self.attention_dropout, rng.as_deref_mut());
         let h = dropout(h, self.feature_dropout, rng);
-        let edges = adjacency.num_edges();
-        let messages = h.select(0, adjacency.src.clone()) * attention.reshape([edges, heads, 1]);
-        let out = scatter_add(messages, adjacency.dst.clone(), n);
+        let h = h.reshape([n, heads * features]);
+        let out = sparse_matmul(adjacency.dst.clone(), adjacency.src.clone(), attention, h, n);
         let out = if self.concat {
-            out.reshape([n, heads * features])
+            out
         } else {
-            out.mean_dim(1).reshape([n, features])
+            out.reshape([n, heads, features]).mean_dim(1).reshape([n, features])
         };
         out + self.bias.val().unsqueeze_dim(0)
     }

@@ -8,6 +8,7 @@ use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::base::rng::{HostRng, dropout};
 use crate::base::sparse::SparseFeatures;
+use crate::ops::spmm::sparse_matmul;
 
 /// A graph's structure and features on a device, ready for the layers.
 #[derive(Clone)]
@@ -84,10 +85,10 @@ impl NormalizedAdjacency {
         self.src.dims()[0]
     }
 
-    /// `Â H`: each node sums its in-neighbours' rows, scaled by the edge normalisation.
+    /// `Â H`: each node sums its in-neighbours' rows, scaled by the edge normalisation
+    /// (one sparse product: the fused kernel on CPU).
     pub fn propagate(&self, h: Tensor<2>) -> Tensor<2> {
-        let messages = h.select(0, self.src.clone()) * self.norm.clone();
-        scatter_add(messages, self.dst.clone(), self.num_nodes)
+        sparse_matmul(self.dst.clone(), self.src.clone(), self.norm.clone(), h, self.num_nodes)
     }
 }
 
@@ -162,11 +163,10 @@ impl SparseInput {
         }
     }
 
-    /// `X W` for sparse `X`: gather the weight rows of each non-zero, scale, sum per node.
-    /// Its cost is `nnz x d_out`, not `N x d_in x d_out`.
+    /// `X W` for sparse `X` (its values given, after dropout): each node sums the weight
+    /// rows of its non-zeros, scaled. Its cost is `nnz x d_out`, not `N x d_in x d_out`.
     pub fn matmul(&self, values: Tensor<2>, weight: Tensor<2>, num_nodes: usize) -> Tensor<2> {
-        let rows = weight.select(0, self.cols.clone()) * values;
-        scatter_add(rows, self.rows.clone(), num_nodes)
+        sparse_matmul(self.rows.clone(), self.cols.clone(), values, weight, num_nodes)
     }
 }
 

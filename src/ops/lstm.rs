@@ -10,7 +10,6 @@
 //! ten tensor ops per step, and autodiff turns each per-step slice of `P` into a full-size
 //! zero gradient.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -24,7 +23,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 
 use super::activation::{sigmoid_in_place, tanh_in_place};
-use super::fused_on;
+use super::{flex_tensor, fused_on, host_floats};
 
 /// The last hidden state `[batch, H]` of an LSTM run over `projected` `[batch, time, 4H]`
 /// (input projection plus both biases) with recurrent weight `weight_hh` `[4H, H]`.
@@ -91,7 +90,7 @@ pub trait FusedLstm: Backend {
 impl FusedLstm for Flex {
     fn lstm_last_hidden(projected: FlexTensor, weight_hh: FlexTensor) -> FlexTensor {
         let shape = Shape::of(&projected);
-        let last = kernel::forward(&host(&projected), &host(&weight_hh), shape, None);
+        let last = kernel::forward(&host_floats(&projected), &host_floats(&weight_hh), shape, None);
         flex_tensor(last, [shape.batch, shape.hidden])
     }
 }
@@ -106,8 +105,8 @@ impl<C: CheckpointStrategy> FusedLstm for Autodiff<Flex, C> {
             .prepare::<C>([projected.node(), weight_hh.node()])
             .compute_bound()
             .stateful();
-        let inputs = host(projected.primitive());
-        let weight = host(weight_hh.primitive());
+        let inputs = host_floats(projected.primitive());
+        let weight = host_floats(weight_hh.primitive());
         match prepared {
             OpsKind::Tracked(prep) => {
                 let mut trace = kernel::Trace::new(shape);
@@ -142,7 +141,8 @@ impl Backward<Flex, 2> for LstmBackward {
     fn backward(self, ops: Ops<SavedForward, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let SavedForward { trace, weight, shape } = ops.state;
         let grad_last = grads.consume::<Flex>(&ops.node);
-        let (d_projected, d_weight) = kernel::backward(&trace, &weight, &host(&grad_last), shape);
+        let (d_projected, d_weight) =
+            kernel::backward(&trace, &weight, &host_floats(&grad_last), shape);
         let [projected_node, weight_node] = ops.parents;
         if let Some(node) = projected_node {
             let grad = flex_tensor(d_projected, [shape.batch, shape.time, 4 * shape.hidden]);
@@ -172,18 +172,6 @@ impl Shape {
         );
         Self { batch: dims[0], time: dims[1], hidden: dims[2] / 4 }
     }
-}
-
-/// A float tensor's values, row-major: borrowed when the tensor already is.
-fn host(tensor: &FlexTensor) -> Cow<'_, [f32]> {
-    match tensor.as_slice::<f32>() {
-        Some(values) => Cow::Borrowed(values),
-        None => Cow::Owned(tensor.to_contiguous().storage::<f32>().to_vec()),
-    }
-}
-
-fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 /// The kernels on plain row-major `f32` buffers.

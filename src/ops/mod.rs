@@ -1,5 +1,9 @@
 //! shopnet's own fused operations, through Burn's backend extension mechanism.
 //!
+//! - [`lstm`]: a one-layer LSTM over a whole sequence;
+//! - [`spmm`]: the sparse-dense product of graph message passing;
+//! - [`activation`]: vectorised `exp`, sigmoid and tanh for the kernels.
+//!
 //! Each op has a hand-written CPU kernel for burn-flex and a hand-written backward for
 //! autodiff over it; on other backends (wgpu), or with `runtime.fused_ops = false`, the
 //! callers compose the same function from Burn tensor ops, so the two paths can be compared
@@ -7,9 +11,13 @@
 
 pub mod activation;
 pub mod lstm;
+pub mod spmm;
+
+use std::borrow::Cow;
 
 use burn::backend::DispatchDevice;
-use burn::tensor::Device;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{Device, TensorData};
 
 use crate::base::backend::fused_ops_enabled;
 
@@ -17,6 +25,19 @@ use crate::base::backend::fused_ops_enabled;
 /// without autodiff, while `runtime.fused_ops` is on.
 pub fn fused_on(device: &Device) -> bool {
     fused_ops_enabled() && is_flex(device)
+}
+
+/// A burn-flex float tensor's values, row-major: borrowed when the tensor already is.
+fn host_floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(tensor.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+/// A burn-flex float tensor of `shape` holding `values`, row-major.
+fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
 }
 
 fn is_flex(device: &Device) -> bool {
