@@ -172,15 +172,14 @@ impl Backward<Flex, 2> for SparseMatmulBackward {
     }
 }
 
-/// Where the non-zeros are: their coordinates, and their order by row and by column
-/// (counting sorts, so that each output row, and each row of the transposed product, is
-/// one thread's contiguous run of non-zeros).
+/// Where the non-zeros are: their coordinates and their order by row (a counting sort, so
+/// that each output row is one thread's contiguous run of non-zeros; the backward pass
+/// orders them by column the same way).
 #[derive(Debug)]
 pub struct Pattern {
     rows: Vec<usize>,
     cols: Vec<usize>,
     by_row: Grouping,
-    by_col: Grouping,
     dense_rows: usize,
     heads: usize,
     width: usize,
@@ -231,8 +230,7 @@ impl Pattern {
         let cols = indices(cols, dense_rows, "column");
         assert!(rows.len() == nnz && cols.len() == nnz, "sparse matrix: one value per non-zero");
         let by_row = Grouping::new(&rows, num_rows);
-        let by_col = Grouping::new(&cols, dense_rows);
-        Self { rows, cols, by_row, by_col, dense_rows, heads, width }
+        Self { rows, cols, by_row, dense_rows, heads, width }
     }
 }
 
@@ -306,8 +304,9 @@ mod kernel {
 
     /// The gradient of `dense`: `Σ_{k in column c} values[k] · grad[rows[k]]` per row `c`.
     pub fn transposed_product(pattern: &Pattern, values: &[f32], grad: &[f32]) -> Vec<f32> {
-        let Pattern { by_col, rows, heads, width, .. } = pattern;
-        grouped_sum(by_col, rows, values, grad, *heads, *width)
+        // Ordered by column only here: a forward pass without a backward never needs it.
+        let Pattern { cols, rows, dense_rows, heads, width, .. } = pattern;
+        grouped_sum(&Grouping::new(cols, *dense_rows), rows, values, grad, *heads, *width)
     }
 
     /// The gradient of `values`: `grad[rows[k]] · dense[cols[k]]` per non-zero and head.
@@ -422,7 +421,6 @@ mod tests {
         let (rows, cols) = (vec![0usize, 2, 2, 1, 0], vec![1usize, 0, 1, 1, 1]);
         let pattern = Pattern {
             by_row: Grouping::new(&rows, 3),
-            by_col: Grouping::new(&cols, 2),
             rows,
             cols,
             dense_rows: 2,
