@@ -1732,6 +1732,21 @@ const REVIEW_CASES: &[Case] = &[
         needle: "model.tokenizer_vocab_size",
     },
     Case {
+        name: "model.tokenizer_cjk not a known rule",
+        files: &[],
+        args: &["train", "--config", "bert.toml", "--set", "model.tokenizer_cjk=\"phrases\""],
+        needle: "model.tokenizer_cjk",
+    },
+    Case {
+        name: "model.tokenizer_cjk with a given tokenizer",
+        files: &[(
+            "bert.toml",
+            "[model]\nkind = \"bert\"\ntokenizer = \"tok.json\"\ntokenizer_cjk = \"words\"\n\n[data]\npath = \"reviews.csv\"\ntext_column = \"review\"\nlabel_column = \"label\"\n",
+        )],
+        args: TRAIN_BERT,
+        needle: "model.tokenizer_cjk",
+    },
+    Case {
         name: "model.hidden = 0",
         files: &[],
         args: &["train", "--config", "bert.toml", "--set", "model.hidden=0"],

@@ -53,6 +53,23 @@ fn report(run: &Path) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
 }
 
+/// `shopnet tokenizer train` on the review column with `options`; the trained vocabulary.
+fn train_tokenizer_vocab(
+    dir: &Path,
+    reviews: &Path,
+    options: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    let tokenizer = dir.join("zh.json");
+    let mut args = vec!["tokenizer", "train", "--input", reviews.to_str().unwrap()];
+    args.extend(["--column", "review", "--out", tokenizer.to_str().unwrap()]);
+    args.extend(options);
+    let output = shopnet(&args, dir, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&tokenizer).unwrap()).unwrap();
+    json["model"]["vocab"].as_object().unwrap().clone()
+}
+
 #[test]
 fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     if !shared_data_present() {
@@ -60,35 +77,25 @@ fn tokenizer_and_random_bert_train_score_and_export_on_reviews() {
     }
     let dir = TempDir::new().unwrap();
     let reviews = review_sample(dir.path());
-    let tokenizer = dir.path().join("zh.json");
-    let output = shopnet(
-        &[
-            "tokenizer",
-            "train",
-            "--input",
-            reviews.to_str().unwrap(),
-            "--column",
-            "review",
-            "--vocab-size",
-            "800",
-            "--out",
-            tokenizer.to_str().unwrap(),
-        ],
-        dir.path(),
-        &[],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    let vocab: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&tokenizer).unwrap()).unwrap();
-    let vocab = vocab["model"]["vocab"].as_object().unwrap();
+    let vocab = train_tokenizer_vocab(dir.path(), &reviews, &["--vocab-size", "800"]);
     assert_eq!(vocab["[PAD]"], 0);
     // The BERT pre-tokeniser splits CJK characters, so common ones are whole tokens.
     for token in ["好", "的", "质", "量"] {
         assert!(vocab.contains_key(token), "{token} missing");
     }
 
-    // The run trains its own tokenizer on the training split.
-    let model = "tokenizer_vocab_size = 800\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
+    // --cjk-words: frequent Chinese words become tokens, at the start of a clause and
+    // (with ##) inside one; the ~4,500 characters of the sample and their ## forms come
+    // first, so the vocabulary has to be larger than that.
+    let words =
+        train_tokenizer_vocab(dir.path(), &reviews, &["--vocab-size", "6000", "--cjk-words"]);
+    for token in ["不错", "##不错", "好", "##好"] {
+        assert!(words.contains_key(token), "{token} missing");
+    }
+
+    // The run trains its own tokenizer on the training split, with words as the shipped
+    // recipe does.
+    let model = "tokenizer_vocab_size = 6000\ntokenizer_cjk = \"words\"\nlayers = 1\nhidden = 32\nheads = 2\nintermediate = 64\nmax_length = 48";
     let config = write_config(
         dir.path(),
         "zh.toml",

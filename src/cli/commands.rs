@@ -91,15 +91,17 @@ pub fn run(command: Command) -> Result<()> {
             synth_events(users, seed, &out)
         }
         Command::Tokenizer {
-            command: TokenizerCommand::Train { input, column, vocab_size, min_frequency, out },
+            command:
+                TokenizerCommand::Train { input, column, vocab_size, min_frequency, cjk_words, out },
         } => {
             check_output("--out", &out, &[&input])?;
             if vocab_size < 10 {
                 bail!("--vocab-size: must be at least 10, got {vocab_size}");
             }
-            let size =
-                text::train_tokenizer_from_csv(&input, &column, vocab_size, min_frequency, &out)?;
-            println!("wrote a WordPiece tokenizer of {size} tokens to {}", out.display());
+            let cjk = if cjk_words { text::CjkPieces::Words } else { text::CjkPieces::Characters };
+            let spec = text::TokenizerSpec { vocab_size, min_frequency, cjk };
+            let size = text::train_tokenizer_from_csv(&input, &column, spec, &out)?;
+            println!("wrote a tokenizer of {size} tokens to {}", out.display());
             Ok(())
         }
         Command::Bench {

@@ -301,8 +301,9 @@ pub enum SynthData {
 
 #[derive(Subcommand, Debug)]
 pub enum TokenizerCommand {
-    /// Train a BERT-style WordPiece tokenizer (BERT normaliser and pre-tokeniser, which
-    /// splits Chinese characters) on one column of a CSV and write tokenizer.json.
+    /// Train a BERT-style tokenizer (BERT normaliser and pre-tokeniser, WordPiece with one
+    /// token per Chinese character, or with --cjk-words multi-character pieces) on one
+    /// column of a CSV and write tokenizer.json.
     #[command(
         after_help = "Example:\n  shopnet tokenizer train --input ../shared/data/online_shopping_10_cats/online_shopping_10_cats.csv --column review --vocab-size 8000 --out zh_tokenizer.json"
     )]
@@ -316,6 +317,10 @@ pub enum TokenizerCommand {
         /// Keep only pieces seen at least this often.
         #[arg(long, default_value_t = 2)]
         min_frequency: u64,
+        /// Learn Chinese (CJK) words and phrases as tokens instead of one token per
+        /// character (model.tokenizer_cjk = "words").
+        #[arg(long)]
+        cjk_words: bool,
         #[arg(long)]
         out: PathBuf,
     },

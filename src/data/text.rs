@@ -219,13 +219,35 @@ impl TextTokenizer {
     }
 }
 
-/// Trains a BERT-style WordPiece tokenizer on the `column` of a CSV and writes it as
-/// `tokenizer.json` (`shopnet tokenizer train`). Returns the vocabulary size.
+/// What a trained tokenizer learns: its size, how often a piece must occur, and whether
+/// runs of CJK characters are split into characters first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenizerSpec {
+    pub vocab_size: usize,
+    pub min_frequency: u64,
+    pub cjk: CjkPieces,
+}
+
+/// How a trained tokenizer treats CJK text, which has no spaces between words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CjkPieces {
+    /// One token per character (BERT's own rule): a small vocabulary, and the encoder has
+    /// to learn words from characters.
+    #[default]
+    Characters,
+    /// Runs of CJK characters between spaces and punctuation are words to the trainer, so
+    /// frequent words and phrases become tokens of their own (byte-pair merges, `##` for
+    /// pieces inside a run); a character never seen in training is `[UNK]` alone.
+    Words,
+}
+
+/// Trains a BERT-style tokenizer on the `column` of a CSV and writes it as `tokenizer.json`
+/// (`shopnet tokenizer train`). Returns the vocabulary size.
 pub fn train_tokenizer_from_csv(
     input: &Path,
     column: &str,
-    vocab_size: usize,
-    min_frequency: u64,
+    spec: TokenizerSpec,
     out: &Path,
 ) -> Result<usize> {
     let name = input.display().to_string();
@@ -237,7 +259,7 @@ pub fn train_tokenizer_from_csv(
         texts.push(clean_text(row.text(at, column)?).to_string());
         Ok(())
     })?;
-    let tokenizer = train_wordpiece(&texts, vocab_size, min_frequency)
+    let tokenizer = train_tokenizer(&texts, spec)
         .map_err(|err| anyhow!("{}: column {column:?}: {err}", input.display()))?;
     let json = tokenizer
         .to_string(false)
@@ -246,18 +268,31 @@ pub fn train_tokenizer_from_csv(
     Ok(tokenizer.get_vocab_size(true))
 }
 
+fn bert_normalizer(cjk: CjkPieces) -> tokenizers::normalizers::bert::BertNormalizer {
+    // BERT's defaults (clean text, lowercase, accents stripped with lowercasing), with
+    // the spaces around CJK characters only in character mode.
+    tokenizers::normalizers::bert::BertNormalizer::new(
+        true,
+        cjk == CjkPieces::Characters,
+        None,
+        true,
+    )
+}
+
 /// Every word of `texts` (after BERT normalisation and pre-tokenisation) with its count,
-/// in a map with a fixed seed (see [`train_wordpiece`] for why).
-fn counted_words(texts: &[String]) -> Result<ahash::AHashMap<compact_str::CompactString, u64>> {
+/// in a map with a fixed seed (see [`train_tokenizer`] for why).
+fn counted_words(
+    texts: &[String],
+    cjk: CjkPieces,
+) -> Result<ahash::AHashMap<compact_str::CompactString, u64>> {
     use rayon::prelude::*;
-    use tokenizers::normalizers::bert::BertNormalizer;
     use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
     use tokenizers::{
         NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
         PreTokenizer,
     };
 
-    let normalizer = BertNormalizer::default();
+    let normalizer = bert_normalizer(cjk);
     let count_words = |text: &String| -> Result<BTreeMap<String, u64>> {
         let mut normalized = NormalizedString::from(text.as_str());
         normalizer
@@ -288,46 +323,52 @@ fn counted_words(texts: &[String]) -> Result<ahash::AHashMap<compact_str::Compac
     Ok(words)
 }
 
-/// A BERT-style WordPiece tokenizer (BERT normaliser, BERT pre-tokeniser, which splits CJK
-/// characters into words of their own, `[CLS] $A [SEP]` template) trained on `texts`.
+/// A BERT-style tokenizer (BERT normaliser and pre-tokeniser, `[CLS] $A [SEP]` template)
+/// trained on `texts` by byte-pair merges with `##` marking pieces inside a word.
+///
+/// With [`CjkPieces::Characters`] the model is WordPiece, as BERT's: every CJK character is
+/// a word, and greedy longest-match is what BERT users expect. With [`CjkPieces::Words`] it
+/// stays byte-pair: a run of CJK characters can be a whole clause, and WordPiece would turn
+/// all of it into one `[UNK]` for a single unseen character, where byte-pair keeps the
+/// `[UNK]` to that character.
 ///
 /// The same texts always give the same vocabulary and ids: `Tokenizer::train` counts words
 /// in a randomly seeded hash map whose order decides the ids of `##` pieces and, through
 /// them, which of equally frequent merges are kept, so the words are counted here in order
 /// and handed to the trainer in a map with a fixed seed.
-pub fn train_wordpiece(
-    texts: &[String],
-    vocab_size: usize,
-    min_frequency: u64,
-) -> Result<Tokenizer> {
+pub fn train_tokenizer(texts: &[String], spec: TokenizerSpec) -> Result<Tokenizer> {
     use tokenizers::AddedToken;
     use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
     use tokenizers::models::bpe::{BPE, BpeTrainer};
     use tokenizers::models::wordpiece::WordPiece;
-    use tokenizers::normalizers::bert::BertNormalizer;
     use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
     use tokenizers::processors::template::TemplateProcessing;
 
-    if vocab_size < 10 {
-        bail!("the vocabulary size must be at least 10, got {vocab_size}");
+    if spec.vocab_size < 10 {
+        bail!("the vocabulary size must be at least 10, got {}", spec.vocab_size);
     }
-    let words = counted_words(texts)?;
-    let (normalizer, pre_tokenizer) = (BertNormalizer::default(), BertPreTokenizer);
+    let words = counted_words(texts, spec.cjk)?;
     let special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
     let trainer = BpeTrainer::builder()
-        .vocab_size(vocab_size)
-        .min_frequency(min_frequency)
+        .vocab_size(spec.vocab_size)
+        .min_frequency(spec.min_frequency)
         .show_progress(false)
         .special_tokens(special.iter().map(|t| AddedToken::from(*t, true)).collect())
         .continuing_subword_prefix("##".into())
         .build();
-    let mut pieces = BPE::default();
+    let mut pieces = BPE::builder()
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|err| anyhow!("cannot set up the tokenizer: {err}"))?;
     let special_tokens = trainer
         .do_train(&words, &mut pieces)
         .map_err(|err| anyhow!("cannot train the tokenizer: {err}"))?;
-    let mut tokenizer = Tokenizer::new(WordPiece::from_bpe(&pieces));
-    tokenizer.with_normalizer(Some(normalizer));
-    tokenizer.with_pre_tokenizer(Some(pre_tokenizer));
+    let mut tokenizer = match spec.cjk {
+        CjkPieces::Characters => Tokenizer::new(WordPiece::from_bpe(&pieces)),
+        CjkPieces::Words => Tokenizer::new(pieces),
+    };
+    tokenizer.with_normalizer(Some(bert_normalizer(spec.cjk)));
+    tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
     tokenizer.with_decoder(Some(WordPieceDecoder::default()));
     tokenizer.add_special_tokens(&special_tokens);
     let id = |token: &str| {
@@ -376,16 +417,41 @@ mod tests {
         .take(60)
         .map(|t| t.to_string())
         .collect();
-        let first = train_wordpiece(&texts, 100, 1).unwrap();
+        let first = train_tokenizer(&texts, spec(100, CjkPieces::Characters)).unwrap();
         for _ in 0..3 {
             assert_eq!(
-                train_wordpiece(&texts, 100, 1).unwrap().to_string(false).unwrap(),
+                train_tokenizer(&texts, spec(100, CjkPieces::Characters))
+                    .unwrap()
+                    .to_string(false)
+                    .unwrap(),
                 first.to_string(false).unwrap()
             );
         }
         assert_eq!(first.token_to_id("[PAD]"), Some(0));
         let encoding = first.encode("质量很好 quality", true).unwrap();
         assert_eq!(encoding.get_tokens(), ["[CLS]", "质", "量", "很", "好", "quality", "[SEP]"]);
+    }
+
+    #[test]
+    fn word_mode_learns_chinese_words_and_keeps_unknown_characters_apart() {
+        let texts: Vec<String> = ["质量很好，物流很快", "质量不好", "物流太慢了，质量很好"]
+            .iter()
+            .cycle()
+            .take(30)
+            .map(|t| t.to_string())
+            .collect();
+        let tokenizer = train_tokenizer(&texts, spec(60, CjkPieces::Words)).unwrap();
+        let tokens = |text: &str| tokenizer.encode(text, true).unwrap().get_tokens().to_vec();
+        // "质量很好" is the most frequent run: merged into one token at the start of a
+        // clause; after a comma a new word starts.
+        assert_eq!(tokens("质量很好，物流很快"), ["[CLS]", "质量很好", "，", "物流很快", "[SEP]"]);
+        // 差 never occurs in training: it alone is unknown, the word before it survives
+        // (WordPiece would make the whole run one [UNK]).
+        assert_eq!(tokens("质量差"), ["[CLS]", "质量", "[UNK]", "[SEP]"]);
+    }
+
+    fn spec(vocab_size: usize, cjk: CjkPieces) -> TokenizerSpec {
+        TokenizerSpec { vocab_size, min_frequency: 1, cjk }
     }
 
     #[test]

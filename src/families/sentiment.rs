@@ -29,7 +29,10 @@ use crate::base::rng::HostRng;
 use crate::base::split::{Split, Splits};
 use crate::base::tensor::{fork_pretrained, label_column, smoothed_cross_entropy, to_host};
 use crate::data::records::{CsvSource, Row};
-use crate::data::text::{TextDataConfig, TextDataset, TextTokenizer, clean_text, train_wordpiece};
+use crate::data::text::{
+    CjkPieces, TextDataConfig, TextDataset, TextTokenizer, TokenizerSpec, clean_text,
+    train_tokenizer,
+};
 use crate::models::bert::{
     Bert, BertClassifier, BertConfig, BertInput, HiddenAct, ModelFiles, PositionEmbeddingType,
 };
@@ -59,6 +62,9 @@ pub struct SentimentModelConfig {
     /// on the training split's texts, pieces seen at least `tokenizer_min_frequency` times.
     pub tokenizer_vocab_size: Option<usize>,
     pub tokenizer_min_frequency: u64,
+    /// The trained tokenizer's unit for Chinese (and other CJK) text: `"characters"`, or
+    /// `"words"`, frequent runs of characters learned as tokens of their own.
+    pub tokenizer_cjk: CjkPieces,
     /// Random encoder: layers, width, heads, feed-forward width, LayerNorm epsilon,
     /// dropout inside the encoder, and the standard deviation of the initial weights.
     pub layers: usize,
@@ -81,6 +87,7 @@ impl Default for SentimentModelConfig {
             tokenizer: None,
             tokenizer_vocab_size: None,
             tokenizer_min_frequency: 2,
+            tokenizer_cjk: CjkPieces::Characters,
             layers: 4,
             hidden: 256,
             heads: 4,
@@ -107,6 +114,11 @@ impl SentimentModelConfig {
         if self.tokenizer.is_some() && self.tokenizer_vocab_size.is_some() {
             bail!(
                 "model: set model.tokenizer (a tokenizer.json) or model.tokenizer_vocab_size (train one), not both"
+            );
+        }
+        if self.tokenizer_cjk != CjkPieces::Characters && self.tokenizer_vocab_size.is_none() {
+            bail!(
+                "model.tokenizer_cjk: applies to a tokenizer trained here (model.tokenizer_vocab_size); a given tokenizer keeps its own rule"
             );
         }
         if self.pretrained.is_some() && self.tokenizer_vocab_size.is_some() {
@@ -400,7 +412,12 @@ fn run_tokenizer(
     };
     let training: Vec<String> =
         data.indices(Split::Train).into_iter().map(|i| data.texts[i].clone()).collect();
-    let tokenizer = train_wordpiece(&training, vocab_size, model.tokenizer_min_frequency)
+    let spec = TokenizerSpec {
+        vocab_size,
+        min_frequency: model.tokenizer_min_frequency,
+        cjk: model.tokenizer_cjk,
+    };
+    let tokenizer = train_tokenizer(&training, spec)
         .map_err(|err| anyhow!("model.tokenizer_vocab_size: {err}"))?;
     let json = tokenizer
         .to_string(false)
