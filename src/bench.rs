@@ -109,10 +109,11 @@ pub fn run(args: &BenchArgs, device: &Device) -> Result<String> {
             let (sequences, batch) = (20_000, 32);
             let t = time_intent(sequences, batch, device)?;
             Ok(format!(
-                "intent {sequences} sequences of 50 {on}: train epoch {:.2} s ({} steps of {batch}), inference {:.2} s (batch 256); peak memory {}",
+                "intent {sequences} sequences of 50 {on}: train epoch {:.2} s ({} steps of {batch}), inference {:.2} s (batch 256); peak memory {} after training, {} with inference",
                 t.train_s,
                 t.steps,
                 t.inference_s,
+                t.train_peak_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
                 peak_memory_text()
             ))
         }
@@ -221,6 +222,8 @@ pub struct IntentTiming {
     pub train_s: f64,
     pub inference_s: f64,
     pub steps: usize,
+    /// The process's peak memory when training ends, before inference adds its own.
+    pub train_peak_mib: Option<f64>,
 }
 
 /// The reference `cnn_lstm` workload on random full-length sequences of a 10,000-token
@@ -249,9 +252,15 @@ pub fn time_intent(sequences: usize, batch_size: usize, device: &Device) -> Resu
     }
     let _ = device.sync();
     let train_s = started.elapsed().as_secs_f64();
+    let train_peak_mib = peak_memory_mib();
     let started = Instant::now();
     task.probabilities(&model.valid(), &examples)?;
-    Ok(IntentTiming { train_s, inference_s: started.elapsed().as_secs_f64(), steps: batches.len() })
+    Ok(IntentTiming {
+        train_s,
+        inference_s: started.elapsed().as_secs_f64(),
+        steps: batches.len(),
+        train_peak_mib,
+    })
 }
 
 pub struct VggBench {

@@ -11,13 +11,12 @@
 //! with no key table at all.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::module::embedding;
 use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::base::rng::{HostRng, dropout};
-use crate::ops::lstm;
+use crate::ops::{lstm, sequence};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -147,8 +146,8 @@ impl IntentNet {
     /// drives dropout and is `None` in inference.
     pub fn forward(&self, tokens: Tensor<2, Int>, rng: Option<&mut HostRng>) -> Tensor<1> {
         let [batch, _] = tokens.dims();
-        let convolved = relu(self.conv.forward(self.embedding.forward(tokens)));
-        let last = self.lstm.last_hidden(max_pool_time(convolved, self.pool));
+        let convolved = self.conv.forward(self.embedding.forward(tokens));
+        let last = self.lstm.last_hidden(sequence::relu_max_pool_time(convolved, self.pool));
         let last = dropout(last, self.dropout, rng);
         (last.matmul(self.head.weight.val().transpose()) + self.head.bias.val().unsqueeze_dim(0))
             .reshape([batch])
@@ -157,41 +156,17 @@ impl IntentNet {
 
 impl Conv {
     /// A same-padded 1-d convolution over time on `[batch, time, channels]`, computed as
-    /// one matrix product of the `kernel` shifted copies of the input laid side by side
-    /// (im2col): on burn-flex this is faster than `conv1d` and needs no transposes, since
-    /// the embedding, the pooling and the LSTM all work time-major.
+    /// one matrix product of the input's sliding windows (im2col): on burn-flex this is
+    /// faster than `conv1d` and needs no transposes, since the embedding, the pooling and
+    /// the LSTM all work time-major.
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [batch, time, width] = x.dims();
         let [channels, _, kernel] = self.weight.dims();
-        let pad = kernel / 2;
-        let device = x.device();
-        let padded = Tensor::cat(
-            vec![
-                Tensor::zeros([batch, pad, width], &device),
-                x,
-                Tensor::zeros([batch, pad, width], &device),
-            ],
-            1,
-        );
-        let shifted: Vec<Tensor<3>> =
-            (0..kernel).map(|k| padded.clone().narrow(1, k, time)).collect();
-        let columns = Tensor::cat(shifted, 2).reshape([batch * time, kernel * width]);
+        let columns = sequence::time_windows(x, kernel);
         // [out, in, k] -> [k * in, out], matching the column order (shift-major).
         let weight = self.weight.val().permute([2, 1, 0]).reshape([kernel * width, channels]);
         (columns.matmul(weight) + self.bias.val().unsqueeze_dim(0)).reshape([batch, time, channels])
     }
-}
-
-/// Non-overlapping max-pooling over time (`MaxPool1d(k)`, floor mode) on
-/// `[batch, time, channels]`: consecutive steps side by side, then an element-wise max
-/// of the `k` slices, which is several times faster on burn-flex than `max_pool1d`.
-fn max_pool_time(x: Tensor<3>, k: usize) -> Tensor<3> {
-    let [batch, time, channels] = x.dims();
-    let out = time / k;
-    let windows = x.narrow(1, 0, out * k).reshape([batch, out, k * channels]);
-    (1..k).fold(windows.clone().narrow(2, 0, channels), |max, j| {
-        max.max_pair(windows.clone().narrow(2, j * channels, channels))
-    })
 }
 
 #[cfg(test)]
@@ -275,14 +250,15 @@ mod tests {
             bias: rng.uniform([4], 1.0, &device),
         };
         let x: Tensor<3> = rng.uniform([2, 7, 3], 1.0, &device).val();
-        let ours = max_pool_time(conv.forward(x.clone()), 2).swap_dims(1, 2);
+        let ours = sequence::relu_max_pool_time(conv.forward(x.clone()), 2).swap_dims(1, 2);
         let reference = conv1d(
             x.swap_dims(1, 2),
             conv.weight.val(),
             Some(conv.bias.val()),
             ConvOptions::new([1], [1], [1], 1),
         );
-        let reference = max_pool1d(reference, MaxPoolOptions::new([2]));
+        let reference =
+            max_pool1d(burn::tensor::activation::relu(reference), MaxPoolOptions::new([2]));
         assert_eq!(ours.dims(), [2, 4, 3]);
         let (ours, reference) = (
             ours.into_data().try_to_vec::<f32>().unwrap(),

@@ -1,6 +1,7 @@
 //! shopnet's own fused operations, through Burn's backend extension mechanism.
 //!
 //! - [`lstm`]: a one-layer LSTM over a whole sequence;
+//! - [`sequence`]: the sliding windows and the ReLU + max-pooling of a convolution over time;
 //! - [`spmm`]: the sparse-dense product of graph message passing;
 //! - [`activation`]: vectorised `exp`, sigmoid and tanh for the kernels.
 //!
@@ -11,6 +12,7 @@
 
 pub mod activation;
 pub mod lstm;
+pub mod sequence;
 pub mod spmm;
 
 use std::borrow::Cow;
@@ -42,6 +44,27 @@ fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTenso
 
 fn is_flex(device: &Device) -> bool {
     matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// What the fused ops' tests share.
+#[cfg(test)]
+mod test_support {
+    use burn::tensor::Tensor;
+
+    pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+        tensor.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    /// Element-wise `|ours - reference| <= tolerance * (1 + |reference|)`.
+    pub fn assert_close(ours: &[f32], reference: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
+            assert!(
+                (a - b).abs() <= tolerance * (1.0 + b.abs()),
+                "{what}[{k}]: fused {a}, reference {b}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -335,6 +335,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, TensorData};
 
     use super::*;
+    use crate::ops::test_support::{assert_close, values};
 
     /// A random `[5, 4]` sparse matrix with repeated coordinates and an empty row and column.
     fn coordinates(device: &Device) -> (Tensor<1, Int>, Tensor<1, Int>, usize, usize) {
@@ -347,20 +348,6 @@ mod tests {
             5,
             4,
         )
-    }
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn assert_close(ours: &[f32], reference: &[f32], what: &str) {
-        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                "{what}[{k}]: fused {a}, reference {b}"
-            );
-        }
     }
 
     #[test]
@@ -388,7 +375,7 @@ mod tests {
             matrix[*r as usize * k + *c as usize] += w;
         }
         let matrix = Tensor::<2>::from_data(TensorData::new(matrix, [num_rows, k]), &device);
-        assert_close(&values(fused), &values(matrix.matmul(dense)), "product");
+        assert_close(&values(fused), &values(matrix.matmul(dense)), 1e-5, "product");
     }
 
     #[test]
@@ -408,9 +395,9 @@ mod tests {
             (values(out), values(w.grad(&grads).unwrap()), values(d.grad(&grads).unwrap()))
         };
         let (ours, reference) = (run(fused_sparse_matmul), run(composed_sparse_matmul));
-        assert_close(&ours.0, &reference.0, "product");
-        assert_close(&ours.1, &reference.1, "d values");
-        assert_close(&ours.2, &reference.2, "d dense");
+        assert_close(&ours.0, &reference.0, 1e-5, "product");
+        assert_close(&ours.1, &reference.1, 1e-5, "d values");
+        assert_close(&ours.2, &reference.2, 1e-5, "d dense");
     }
 
     #[test]
