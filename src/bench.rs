@@ -113,7 +113,7 @@ pub fn run(args: &BenchArgs, device: &Device) -> Result<String> {
                 t.train_s,
                 t.steps,
                 t.inference_s,
-                t.train_peak_mib.map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+                memory_text(t.train_peak_mib),
                 peak_memory_text()
             ))
         }
@@ -135,7 +135,11 @@ pub fn run(args: &BenchArgs, device: &Device) -> Result<String> {
 }
 
 fn peak_memory_text() -> String {
-    peak_memory_mib().map_or("n/a".into(), |m| format!("{m:.0} MiB"))
+    memory_text(peak_memory_mib())
+}
+
+fn memory_text(mib: Option<f64>) -> String {
+    mib.map_or("n/a".into(), |m| format!("{m:.0} MiB"))
 }
 
 fn graph_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {

@@ -20,15 +20,15 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use super::activation::{sigmoid_in_place, tanh_in_place};
-use super::{flex_tensor, fused_on, host_floats};
+use super::{flex_tensor, fused_f32, host_floats};
 
 /// The last hidden state `[batch, H]` of an LSTM run over `projected` `[batch, time, 4H]`
 /// (input projection plus both biases) with recurrent weight `weight_hh` `[4H, H]`.
 pub fn last_hidden(projected: Tensor<3>, weight_hh: Tensor<2>) -> Tensor<2> {
-    if fused_on(&projected.device()) && projected.dtype() == DType::F32 {
+    if fused_f32(&projected) {
         fused_last_hidden(projected, weight_hh)
     } else {
         composed_last_hidden(projected, weight_hh)

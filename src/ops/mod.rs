@@ -19,7 +19,7 @@ use std::borrow::Cow;
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 
 use crate::base::backend::fused_ops_enabled;
 
@@ -27,6 +27,12 @@ use crate::base::backend::fused_ops_enabled;
 /// without autodiff, while `runtime.fused_ops` is on.
 pub fn fused_on(device: &Device) -> bool {
     fused_ops_enabled() && is_flex(device)
+}
+
+/// Whether an op on `tensor` takes its fused kernel: [`fused_on`] its device, and `f32`,
+/// the one float type the kernels are written for.
+fn fused_f32<const D: usize>(tensor: &Tensor<D>) -> bool {
+    fused_on(&tensor.device()) && tensor.dtype() == DType::F32
 }
 
 /// A burn-flex float tensor's values, row-major: borrowed when the tensor already is.

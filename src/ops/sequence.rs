@@ -19,16 +19,16 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
-use burn::tensor::{DType, Tensor};
 
-use super::{flex_tensor, fused_on, host_floats};
+use super::{flex_tensor, fused_f32, host_floats};
 
 /// `[batch, time, width]` to `[batch * time, kernel * width]`: row `(b, t)` holds steps
 /// `t - kernel / 2 ..= t + kernel / 2` of sequence `b` one after another (zeros past either
 /// end), the layout of a PyTorch `Conv1d` weight `[out, in, k]` permuted to `[k * in, out]`.
 pub fn time_windows(x: Tensor<3>, kernel: usize) -> Tensor<2> {
-    if fused_on(&x.device()) && x.dtype() == DType::F32 {
+    if fused_f32(&x) {
         Tensor::from_dispatch(Dispatch::time_windows(x.into_dispatch(), kernel))
     } else {
         composed_time_windows(x, kernel)
@@ -55,7 +55,7 @@ pub fn composed_time_windows(x: Tensor<3>, kernel: usize) -> Tensor<2> {
 /// `max(0, x)` max-pooled over windows of `k` steps: `[batch, time, channels]` to
 /// `[batch, time / k, channels]`; a last partial window is dropped.
 pub fn relu_max_pool_time(x: Tensor<3>, k: usize) -> Tensor<3> {
-    if fused_on(&x.device()) && x.dtype() == DType::F32 {
+    if fused_f32(&x) {
         Tensor::from_dispatch(Dispatch::relu_max_pool_time(x.into_dispatch(), k))
     } else {
         composed_relu_max_pool_time(x, k)

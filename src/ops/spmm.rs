@@ -23,7 +23,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 
-use super::{flex_tensor, fused_on, host_floats};
+use super::{flex_tensor, fused_f32, host_floats};
 
 /// `out[rows[k]] += values[k] · dense[cols[k]]` for every `k`, per head: `values`
 /// `[nnz, heads]`, `dense` `[K, heads * F]`, the result `[num_rows, heads * F]`.
@@ -34,7 +34,7 @@ pub fn sparse_matmul(
     dense: Tensor<2>,
     num_rows: usize,
 ) -> Tensor<2> {
-    if fused_on(&dense.device()) && dense.dtype() == DType::F32 && values.dtype() == DType::F32 {
+    if fused_f32(&dense) && fused_f32(&values) {
         fused_sparse_matmul(rows, cols, values, dense, num_rows)
     } else {
         composed_sparse_matmul(rows, cols, values, dense, num_rows)
