@@ -76,12 +76,14 @@ fn vgg_trains_evaluates_scores_embeds_and_searches_fashion_images() {
     let page = report_check::check_common(&run, "vgg_fashion");
     report_check::check_classes(&page, &run, None, 10);
     report_check::check_images(&page);
-    // Retrieval within the test split, known values of this seed and net (2 threads): a
-    // search that returned the query itself would give recall@1 = 1, a broken embedding
-    // about 0.1 (chance for 10 classes).
-    for (k, known) in [(1, 0.5026), (5, 0.8316), (10, 0.9368)] {
+    // Retrieval within the test split: the middle and half-width of what this net reaches
+    // over train.seed 0 to 3, with the fused ops and without (recall@1 0.47 to 0.57, @5
+    // 0.82 to 0.87, @10 0.90 to 0.93: the order of float sums alone moves a run by up to
+    // 0.05). A search that returned the query itself would give recall@1 = 1, a broken
+    // embedding about 0.1 (chance for 10 classes).
+    for (k, known, spread) in [(1, 0.52, 0.08), (5, 0.845, 0.05), (10, 0.915, 0.04)] {
         let recall = report_metric(&run, &format!("test_recall@{k}"));
-        assert!((recall - known).abs() < 0.03, "recall@{k} {recall}, known {known}");
+        assert!((recall - known).abs() < spread, "recall@{k} {recall}, known {known} ± {spread}");
     }
 
     // eval reproduces the test metrics the training run reported.

@@ -20,7 +20,6 @@ use std::path::Path;
 use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::pool::MaxPool2dConfig;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, PaddingConfig2d};
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::activation::relu;
@@ -30,6 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::base::config::{check_fraction, check_positive};
 use crate::base::rng::{HostRng, dropout};
 use crate::base::tensor::zeros_param;
+use crate::ops::batch_norm::batch_norm_relu;
+use crate::ops::conv::conv2d;
+use crate::ops::pool::max_pool_2x2;
 
 /// One entry of `model.blocks`: a 3x3 convolution's output channels, or `"M"`, a 2x2 max-pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -296,18 +298,17 @@ impl Vgg {
 
     /// The convolutional trunk: `[B, 3, H, W]` to `[B, C, h, w]`.
     fn trunk(&self, mut x: Tensor<4>) -> Tensor<4> {
-        let pool = MaxPool2dConfig::new([2, 2]).init();
         let mut conv = 0;
         for &is_pool in &self.plan {
             if is_pool {
-                x = pool.forward(x);
+                x = max_pool_2x2(x);
                 continue;
             }
-            x = self.features[conv].forward(x);
-            if let Some(norm) = self.norms.get(conv) {
-                x = norm.forward(x);
-            }
-            x = relu(x);
+            x = conv2d(x, &self.features[conv]);
+            x = match self.norms.get(conv) {
+                Some(norm) => batch_norm_relu(x, norm),
+                None => relu(x),
+            };
             conv += 1;
         }
         x

@@ -177,6 +177,7 @@ impl Shape {
 /// The kernels on plain row-major `f32` buffers.
 mod kernel {
     use super::{Shape, sigmoid_in_place, tanh_in_place};
+    use crate::ops::matmul::{View, matmul_into};
 
     /// What the forward pass saves for the backward: the activated gates `[batch, time,
     /// 4H]`, and per step the cell state, its tanh and the hidden state the step started
@@ -224,65 +225,6 @@ mod kernel {
         cells: &'a mut [f32],
         cells_tanh: &'a mut [f32],
         hidden_before: &'a mut [f32],
-    }
-
-    /// A matrix operand: `data[row * row_stride + col * col_stride]`.
-    pub struct View<'a> {
-        pub data: &'a [f32],
-        pub rows: usize,
-        pub cols: usize,
-        pub row_stride: usize,
-        pub col_stride: usize,
-    }
-
-    impl View<'_> {
-        fn check(&self) {
-            if self.rows > 0 && self.cols > 0 {
-                let last = (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
-                assert!(last < self.data.len(), "matrix view reaches past its buffer");
-            }
-        }
-    }
-
-    /// `dst = lhs · rhs` (or `dst += lhs · rhs` with `accumulate`), `dst` row-major with
-    /// row stride `dst_stride`, through the gemm crate (burn-flex's GEMM, AVX-512 where the
-    /// CPU has it), threaded only for products big enough to pay for it, as burn-flex does.
-    pub fn matmul_into(dst: &mut [f32], dst_stride: usize, lhs: View, rhs: View, accumulate: bool) {
-        let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-        assert!(rhs.rows == k, "matrix product of mismatched shapes");
-        lhs.check();
-        rhs.check();
-        assert!(m == 0 || n == 0 || (m - 1) * dst_stride + n <= dst.len(), "output too small");
-        const PARALLEL_WORK: usize = 192 * 192 * 192;
-        let parallelism = if m * n * k >= PARALLEL_WORK {
-            gemm::Parallelism::Rayon(0)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: every index the product reads or writes was bounds-checked above.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                dst_stride as isize,
-                accumulate,
-                lhs.data.as_ptr(),
-                lhs.col_stride as isize,
-                lhs.row_stride as isize,
-                rhs.data.as_ptr(),
-                rhs.col_stride as isize,
-                rhs.row_stride as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
     }
 
     /// Runs the LSTM over `projected` `[batch, time, 4H]` with `weight` `[4H, H]` from zero

@@ -3,7 +3,11 @@
 //! - [`lstm`]: a one-layer LSTM over a whole sequence;
 //! - [`sequence`]: the sliding windows and the ReLU + max-pooling of a convolution over time;
 //! - [`spmm`]: the sparse-dense product of graph message passing;
-//! - [`activation`]: vectorised `exp`, sigmoid and tanh for the kernels.
+//! - [`conv`]: a stride-1 2-d convolution as one matrix product per image;
+//! - [`batch_norm`]: batch normalisation and ReLU as one pass;
+//! - [`pool`]: 2x2 max-pooling with a one-byte record of each window's winner;
+//! - [`activation`]: vectorised `exp`, sigmoid and tanh for the kernels;
+//! - [`matmul`]: the kernels' matrix products on host buffers.
 //!
 //! Each op has a hand-written CPU kernel for burn-flex and a hand-written backward for
 //! autodiff over it; on other backends (wgpu), or with `runtime.fused_ops = false`, the
@@ -11,7 +15,11 @@
 //! and bisected. [`fused_on`] is the one switch between them.
 
 pub mod activation;
+pub mod batch_norm;
+pub mod conv;
 pub mod lstm;
+pub mod matmul;
+pub mod pool;
 pub mod sequence;
 pub mod spmm;
 

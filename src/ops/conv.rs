@@ -1,0 +1,617 @@
+//! A 2-d convolution with stride 1, no dilation and one group (every convolution of the VGG
+//! nets) as one matrix product per image: `out_b = W · im2col(x_b) + bias`, `W` the weight
+//! `[out, in · kh · kw]` as stored, so the output comes out in NCHW with no transpose.
+//!
+//! The backward is two products per image on the same patches: `dW += dout_b ·
+//! im2col(x_b)ᵀ` and `dx_b = col2im(Wᵀ · dout_b)`. burn-flex instead computes the weight
+//! gradient as a convolution of the input by the output gradient (a product with a few
+//! output columns and a `batch · H · W` inner dimension, which its GEMM runs far below
+//! speed) and the input gradient as a transposed convolution. Each thread takes a run of
+//! images with its own patch buffer and weight-gradient sum, so nothing is shared until the
+//! sums are added.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::Tensor;
+
+use super::{flex_tensor, fused_f32, host_floats};
+
+/// `conv.forward(x)` for `x` `[batch, in, H, W]`, through the fused kernel where it applies
+/// (burn-flex, `f32`, stride 1, no dilation, one group, symmetric padding) and Burn's
+/// convolution everywhere else.
+pub fn conv2d(x: Tensor<4>, conv: &Conv2d) -> Tensor<4> {
+    match fused_padding(&x, conv) {
+        Some(padding) => {
+            let weight = conv.weight.val();
+            let bias = match &conv.bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([weight.dims()[0]], &weight.device()),
+            };
+            Tensor::from_dispatch(Dispatch::conv2d_stride1(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+                padding[0],
+                padding[1],
+            ))
+        }
+        None => conv.forward(x),
+    }
+}
+
+/// The `[height, width]` padding of a convolution the fused kernel computes, or `None`.
+fn fused_padding(x: &Tensor<4>, conv: &Conv2d) -> Option<[usize; 2]> {
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [0, 0],
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            [top, left]
+        }
+        _ => return None,
+    };
+    let [_, channels, height, width] = x.dims();
+    let [_, weight_channels, kernel_h, kernel_w] = conv.weight.dims();
+    let fits = channels == weight_channels
+        && kernel_h <= height + 2 * padding[0]
+        && kernel_w <= width + 2 * padding[1];
+    let plain = conv.stride == [1, 1] && conv.dilation == [1, 1] && conv.groups == 1;
+    (fits && plain && fused_f32(x)).then_some(padding)
+}
+
+/// The convolution as a backend operation: burn-flex's kernel, and autodiff over burn-flex
+/// with the hand-written backward. Other backends never reach it ([`conv2d`] takes Burn's
+/// convolution there).
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedConvOps: Backend {
+    fn conv2d_stride1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
+}
+
+impl FusedConvOps for Flex {
+    fn conv2d_stride1(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FlexTensor {
+        let geometry = Geometry::of(&x, &weight, [pad_h, pad_w]);
+        let out =
+            kernel::forward(&host_floats(&x), &host_floats(&weight), &host_floats(&bias), geometry);
+        flex_tensor(out, geometry.output_dims())
+    }
+}
+
+impl<C: CheckpointStrategy> FusedConvOps for Autodiff<Flex, C> {
+    fn conv2d_stride1(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
+        let geometry = Geometry::of(x.primitive(), weight.primitive(), [pad_h, pad_w]);
+        let out = kernel::forward(
+            &host_floats(x.primitive()),
+            &host_floats(weight.primitive()),
+            &host_floats(bias.primitive()),
+            geometry,
+        );
+        let out = flex_tensor(out, geometry.output_dims());
+        let prepared = ConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        match prepared {
+            OpsKind::Tracked(prep) => {
+                let saved = Saved {
+                    x: x.primitive().clone(),
+                    weight: weight.primitive().clone(),
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ConvBackward;
+
+/// The forward's inputs, shared with it (a burn-flex tensor clone is a reference count).
+#[derive(Debug, Clone)]
+struct Saved {
+    x: FlexTensor,
+    weight: FlexTensor,
+    geometry: Geometry,
+}
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let Saved { x, weight, geometry } = ops.state;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [x_node, weight_node, bias_node] = ops.parents;
+        let wanted = kernel::Wanted { x: x_node.is_some(), weight: weight_node.is_some() };
+        let gradients = kernel::backward(
+            &host_floats(&x),
+            &host_floats(&weight),
+            &host_floats(&grad),
+            geometry,
+            wanted,
+        );
+        if let Some(node) = x_node {
+            grads.register::<Flex>(node.id, flex_tensor(gradients.x, geometry.input_dims()));
+        }
+        if let Some(node) = weight_node {
+            grads.register::<Flex>(node.id, flex_tensor(gradients.weight, geometry.weight_dims()));
+        }
+        if let Some(node) = bias_node {
+            grads.register::<Flex>(node.id, flex_tensor(gradients.bias, [geometry.out_channels]));
+        }
+    }
+}
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl Geometry {
+    fn of(x: &FlexTensor, weight: &FlexTensor, padding: [usize; 2]) -> Self {
+        let x = x.layout().shape();
+        let weight = weight.layout().shape();
+        Self {
+            batch: x[0],
+            in_channels: x[1],
+            height: x[2],
+            width: x[3],
+            out_channels: weight[0],
+            kernel: [weight[2], weight[3]],
+            padding,
+        }
+    }
+
+    fn out_height(&self) -> usize {
+        self.height + 2 * self.padding[0] + 1 - self.kernel[0]
+    }
+
+    fn out_width(&self) -> usize {
+        self.width + 2 * self.padding[1] + 1 - self.kernel[1]
+    }
+
+    /// Output positions per channel.
+    fn positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// Length of one patch: a row of the weight matrix.
+    fn patch(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    fn image_len(&self) -> usize {
+        self.in_channels * self.height * self.width
+    }
+
+    fn output_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+
+    /// A 1x1 convolution without padding: the image itself is its patch matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.padding == [0, 0]
+    }
+
+    fn input_dims(&self) -> [usize; 4] {
+        [self.batch, self.in_channels, self.height, self.width]
+    }
+
+    fn weight_dims(&self) -> [usize; 4] {
+        [self.out_channels, self.in_channels, self.kernel[0], self.kernel[1]]
+    }
+
+    fn output_dims(&self) -> [usize; 4] {
+        [self.batch, self.out_channels, self.out_height(), self.out_width()]
+    }
+}
+
+/// The kernels on plain row-major `f32` buffers.
+mod kernel {
+    use rayon::prelude::*;
+
+    use super::Geometry;
+    use crate::ops::matmul::{View, matmul_into, matmul_into_serial};
+
+    /// Images per thread: the batch cut into one run per thread.
+    fn images_per_run(batch: usize) -> usize {
+        batch.div_ceil(rayon::current_num_threads()).max(1)
+    }
+
+    /// A product inside one run of images: on this thread when every thread has a run,
+    /// threaded when a single run leaves threads idle.
+    fn product(
+        dst: &mut [f32],
+        stride: usize,
+        lhs: View,
+        rhs: View,
+        accumulate: bool,
+        runs: usize,
+    ) {
+        if runs > 1 {
+            matmul_into_serial(dst, stride, lhs, rhs, accumulate);
+        } else {
+            matmul_into(dst, stride, lhs, rhs, accumulate);
+        }
+    }
+
+    /// One output row's worth of a patch row: patch row `row` (for input channel `channel`),
+    /// output row `oy`; the columns `lo..hi` read pixels `from..from + hi - lo` of the
+    /// channel's plane, the rest (or all, when `from` is `None`) read padding.
+    struct Segment {
+        channel: usize,
+        row: usize,
+        oy: usize,
+        lo: usize,
+        hi: usize,
+        from: Option<usize>,
+    }
+
+    /// Every [`Segment`] of an image's patch matrix, in order.
+    fn for_each_segment(g: Geometry, mut visit: impl FnMut(Segment)) {
+        let [kernel_h, kernel_w] = g.kernel;
+        let [pad_h, pad_w] = g.padding;
+        for channel in 0..g.in_channels {
+            for i in 0..kernel_h {
+                for j in 0..kernel_w {
+                    let row = (channel * kernel_h + i) * kernel_w + j;
+                    let (lo, hi) = valid_columns(j, pad_w, g.width, g.out_width());
+                    for oy in 0..g.out_height() {
+                        let from = (oy + i)
+                            .checked_sub(pad_h)
+                            .filter(|&iy| iy < g.height && lo < hi)
+                            .map(|iy| iy * g.width + lo + j - pad_w);
+                        visit(Segment { channel, row, oy, lo, hi, from });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Patch matrix `[in · kh · kw, positions]` of one image `[in, H, W]`: row `(c, i, j)`
+    /// holds `x[c, oy + i - pad_h, ox + j - pad_w]` (zero outside) at column `oy · W' + ox`.
+    pub fn im2col(image: &[f32], g: Geometry, cols: &mut [f32]) {
+        let (out_w, plane_len) = (g.out_width(), g.height * g.width);
+        for_each_segment(g, |Segment { channel, row, oy, lo, hi, from }| {
+            let out = &mut cols[row * g.positions() + oy * out_w..][..out_w];
+            match from {
+                Some(from) => {
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    out[lo..hi].copy_from_slice(&image[channel * plane_len + from..][..hi - lo]);
+                }
+                None => out.fill(0.0),
+            }
+        });
+    }
+
+    /// The adjoint of [`im2col`]: every patch entry added back onto the pixel it was read
+    /// from; `image` is overwritten.
+    pub fn col2im(cols: &[f32], g: Geometry, image: &mut [f32]) {
+        let (out_w, plane_len) = (g.out_width(), g.height * g.width);
+        image.fill(0.0);
+        for_each_segment(g, |Segment { channel, row, oy, lo, hi, from }| {
+            if let Some(from) = from {
+                let values = &cols[row * g.positions() + oy * out_w + lo..][..hi - lo];
+                let pixels = &mut image[channel * plane_len + from..][..hi - lo];
+                for (pixel, value) in pixels.iter_mut().zip(values) {
+                    *pixel += value;
+                }
+            }
+        });
+    }
+
+    /// Output columns `lo..hi` whose kernel column `j` lands inside the image.
+    fn valid_columns(j: usize, pad_w: usize, width: usize, out_w: usize) -> (usize, usize) {
+        let lo = pad_w.saturating_sub(j);
+        let hi = out_w.min((width + pad_w).saturating_sub(j));
+        (lo, hi.max(lo))
+    }
+
+    /// The convolution of a batch `[B, in, H, W]`: `[B, out, H', W']`.
+    pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], g: Geometry) -> Vec<f32> {
+        let mut out = vec![0.0f32; g.batch * g.output_len()];
+        let per_run = images_per_run(g.batch);
+        let runs = g.batch.div_ceil(per_run);
+        let weights = View::row_major(weight, g.out_channels, g.patch());
+        out.par_chunks_mut(per_run * g.output_len())
+            .zip(x.par_chunks(per_run * g.image_len()))
+            .for_each(|(out, x)| {
+                let mut cols =
+                    vec![0.0f32; if g.is_pointwise() { 0 } else { g.patch() * g.positions() }];
+                for (out, image) in
+                    out.chunks_exact_mut(g.output_len()).zip(x.chunks_exact(g.image_len()))
+                {
+                    let patches = if g.is_pointwise() {
+                        image
+                    } else {
+                        im2col(image, g, &mut cols);
+                        &cols
+                    };
+                    for (row, b) in out.chunks_exact_mut(g.positions()).zip(bias) {
+                        row.fill(*b);
+                    }
+                    let patches = View::row_major(patches, g.patch(), g.positions());
+                    product(out, g.positions(), weights, patches, true, runs);
+                }
+            });
+        out
+    }
+
+    /// Which inputs the backward pass computes a gradient for (the bias's is always cheap).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Wanted {
+        pub x: bool,
+        pub weight: bool,
+    }
+
+    /// The gradients of [`backward`]; `x` and `weight` are empty when not wanted.
+    pub struct Gradients {
+        pub x: Vec<f32>,
+        pub weight: Vec<f32>,
+        pub bias: Vec<f32>,
+    }
+
+    /// The gradients of a convolution given its inputs and the output's gradient `grad`.
+    pub fn backward(
+        x: &[f32],
+        weight: &[f32],
+        grad: &[f32],
+        g: Geometry,
+        wanted: Wanted,
+    ) -> Gradients {
+        let per_run = images_per_run(g.batch);
+        let runs = g.batch.div_ceil(per_run);
+        let mut d_x = vec![0.0f32; if wanted.x { g.batch * g.image_len() } else { 0 }];
+        let d_x_runs: Vec<&mut [f32]> = if wanted.x {
+            d_x.chunks_mut(per_run * g.image_len()).collect()
+        } else {
+            (0..runs).map(|_| <&mut [f32]>::default()).collect()
+        };
+        let sums: Vec<(Vec<f32>, Vec<f32>)> = d_x_runs
+            .into_par_iter()
+            .enumerate()
+            .map(|(run, d_x)| {
+                let images = run * per_run..(g.batch).min((run + 1) * per_run);
+                let x = &x[images.start * g.image_len()..images.end * g.image_len()];
+                let grad = &grad[images.start * g.output_len()..images.end * g.output_len()];
+                backward_run(x, weight, grad, d_x, g, wanted, runs)
+            })
+            .collect();
+        let mut sums = sums.into_iter();
+        let (mut d_weight, mut d_bias) = sums.next().unwrap_or_default();
+        for (w, b) in sums {
+            add_into(&mut d_weight, &w);
+            add_into(&mut d_bias, &b);
+        }
+        if !wanted.weight {
+            d_weight.clear();
+        }
+        Gradients { x: d_x, weight: d_weight, bias: d_bias }
+    }
+
+    fn add_into(sum: &mut [f32], part: &[f32]) {
+        for (s, p) in sum.iter_mut().zip(part) {
+            *s += p;
+        }
+    }
+
+    /// The backward pass over one run of images: fills `d_x` (when wanted) and returns the
+    /// run's weight and bias gradient sums.
+    fn backward_run(
+        x: &[f32],
+        weight: &[f32],
+        grad: &[f32],
+        d_x: &mut [f32],
+        g: Geometry,
+        wanted: Wanted,
+        runs: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let (patch, positions) = (g.patch(), g.positions());
+        let mut d_weight = vec![0.0f32; if wanted.weight { g.out_channels * patch } else { 0 }];
+        let mut d_bias = vec![0.0f32; g.out_channels];
+        let mut cols = vec![0.0f32; if g.is_pointwise() { 0 } else { patch * positions }];
+        let mut d_x_images = d_x.chunks_exact_mut(g.image_len());
+        for (image, grad) in x.chunks_exact(g.image_len()).zip(grad.chunks_exact(g.output_len())) {
+            for (sum, row) in d_bias.iter_mut().zip(grad.chunks_exact(positions)) {
+                *sum += row.iter().sum::<f32>();
+            }
+            let grad = View::row_major(grad, g.out_channels, positions);
+            if wanted.weight {
+                let patches = if g.is_pointwise() {
+                    image
+                } else {
+                    im2col(image, g, &mut cols);
+                    &cols
+                };
+                let patches_t = View::transposed(patches, positions, patch);
+                product(&mut d_weight, patch, grad, patches_t, true, runs);
+            }
+            if let Some(d_image) = d_x_images.next() {
+                let weights_t = View::transposed(weight, patch, g.out_channels);
+                if g.is_pointwise() {
+                    product(d_image, positions, weights_t, grad, false, runs);
+                } else {
+                    product(&mut cols, positions, weights_t, grad, false, runs);
+                    col2im(&cols, g, d_image);
+                }
+            }
+        }
+        (d_weight, d_bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::module::conv2d as burn_conv2d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Device, Distribution};
+
+    use super::*;
+    use crate::ops::test_support::{assert_close, values};
+
+    fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
+    }
+
+    fn layer(weight: Tensor<4>, bias: Tensor<1>, padding: [usize; 2]) -> Conv2d {
+        let [_, _, kernel_h, kernel_w] = weight.dims();
+        Conv2d {
+            weight: Param::from_tensor(weight),
+            bias: Some(Param::from_tensor(bias)),
+            stride: [1, 1],
+            kernel_size: [kernel_h, kernel_w],
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Explicit(padding[0], padding[1], padding[0], padding[1]),
+        }
+    }
+
+    /// Output and the three gradients of `sum(conv(x) * probe)`, fused and through Burn's
+    /// convolution, for every shape the nets use: 3x3 padded, a kernel wider than tall with
+    /// less padding than it needs to keep the size, and 1x1.
+    #[test]
+    fn forward_and_gradients_match_burns_convolution() {
+        let device = Device::flex().autodiff();
+        for (batch, c_in, c_out, [h, w], kernel, padding) in [
+            (3, 2, 4, [5, 6], [3, 3], [1, 1]),
+            (2, 3, 2, [4, 7], [2, 3], [0, 1]),
+            (5, 4, 3, [3, 3], [1, 1], [0, 0]),
+            (1, 2, 3, [4, 4], [3, 3], [2, 2]),
+        ] {
+            let x = random([batch, c_in, h, w], &device);
+            let weight = random([c_out, c_in, kernel[0], kernel[1]], &device);
+            let bias = random([c_out], &device);
+            let run = |fused: bool| {
+                let (x, weight, bias) = (
+                    x.clone().require_grad(),
+                    weight.clone().require_grad(),
+                    bias.clone().require_grad(),
+                );
+                let out = if fused {
+                    conv2d(x.clone(), &layer(weight.clone(), bias.clone(), padding))
+                } else {
+                    let options = ConvOptions::new([1, 1], padding, [1, 1], 1);
+                    burn_conv2d(x.clone(), weight.clone(), Some(bias.clone()), options)
+                };
+                let probe = random(out.dims(), &device);
+                (out, probe, x, weight, bias)
+            };
+            let (out, probe, x_f, w_f, b_f) = run(true);
+            let (reference, _, x_r, w_r, b_r) = run(false);
+            assert_eq!(out.dims(), reference.dims(), "output shape");
+            assert_close(&values(out.clone()), &values(reference.clone()), 1e-5, "output");
+            let fused = (out * probe.clone()).sum().backward();
+            let composed = (reference * probe).sum().backward();
+            for (name, ours, theirs) in [
+                ("d x", values(x_f.grad(&fused).unwrap()), values(x_r.grad(&composed).unwrap())),
+                (
+                    "d weight",
+                    values(w_f.grad(&fused).unwrap()),
+                    values(w_r.grad(&composed).unwrap()),
+                ),
+            ] {
+                assert_close(&ours, &theirs, 1e-4, name);
+            }
+            assert_close(
+                &values(b_f.grad(&fused).unwrap()),
+                &values(b_r.grad(&composed).unwrap()),
+                1e-4,
+                "d bias",
+            );
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // The convolution is linear in each input, so central differences are exact up to
+        // rounding. x [1, 1, 3, 2], weight [2, 1, 2, 2], padding [1, 0]: output [1, 2, 4, 1].
+        let g = Geometry {
+            batch: 1,
+            in_channels: 1,
+            height: 3,
+            width: 2,
+            out_channels: 2,
+            kernel: [2, 2],
+            padding: [1, 0],
+        };
+        let x = [0.5f32, -1.0, 2.0, 0.25, -0.75, 1.5];
+        let weight = [1.0f32, -0.5, 0.25, 2.0, -1.5, 0.75, 0.5, -0.25];
+        let bias = [0.1f32, -0.2];
+        let probe = [1.0f32, -2.0, 0.5, 3.0, -1.0, 0.25, 2.0, -0.5];
+        let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 {
+            let out = kernel::forward(x, w, b, g);
+            out.iter().zip(&probe).map(|(o, p)| f64::from(o * p)).sum()
+        };
+        let wanted = kernel::Wanted { x: true, weight: true };
+        let grads = kernel::backward(&x, &weight, &probe, g, wanted);
+        let step = 1e-2f32;
+        let numeric = |k: usize, which: usize| {
+            let (mut up, mut down) = (
+                [x.to_vec(), weight.to_vec(), bias.to_vec()],
+                [x.to_vec(), weight.to_vec(), bias.to_vec()],
+            );
+            up[which][k] += step;
+            down[which][k] -= step;
+            (loss(&up[0], &up[1], &up[2]) - loss(&down[0], &down[1], &down[2]))
+                / (2.0 * f64::from(step))
+        };
+        for (which, analytic) in [&grads.x, &grads.weight, &grads.bias].into_iter().enumerate() {
+            for (k, value) in analytic.iter().enumerate() {
+                assert!((f64::from(*value) - numeric(k, which)).abs() < 1e-4, "input {which}[{k}]");
+            }
+        }
+    }
+
+    #[test]
+    fn patches_of_a_padded_image_are_the_textbook_ones() {
+        // One 2x2 image, 3x3 kernel, padding 1: the centre row (i = j = 1) is the image
+        // itself, the top-left row (i = j = 0) sees only pixel (0, 0) at output (1, 1).
+        let g = Geometry {
+            batch: 1,
+            in_channels: 1,
+            height: 2,
+            width: 2,
+            out_channels: 1,
+            kernel: [3, 3],
+            padding: [1, 1],
+        };
+        let image = [1.0f32, 2.0, 3.0, 4.0];
+        let mut cols = vec![f32::NAN; 9 * 4];
+        kernel::im2col(&image, g, &mut cols);
+        assert_eq!(&cols[4 * 4..5 * 4], &image);
+        assert_eq!(&cols[..4], &[0.0, 0.0, 0.0, 1.0]);
+        assert_eq!(&cols[8 * 4..], &[4.0, 0.0, 0.0, 0.0]);
+    }
+}
