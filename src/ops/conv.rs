@@ -414,9 +414,6 @@ mod kernel {
             add_into(&mut d_weight, &w);
             add_into(&mut d_bias, &b);
         }
-        if !wanted.weight {
-            d_weight.clear();
-        }
         Gradients { x: d_x, weight: d_weight, bias: d_bias }
     }
 

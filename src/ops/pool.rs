@@ -122,50 +122,44 @@ mod kernel {
     /// The pooled planes; `winners` (when given) receives, per output, the winning pixel:
     /// 0 and 1 on the window's top row, 2 and 3 on the bottom one; ties go to the first.
     pub fn forward(x: &[f32], shape: Planes, winners: Option<&mut Vec<u8>>) -> Vec<f32> {
-        let (out_h, out_w) = (shape.height / 2, shape.width / 2);
-        let pooled = out_h * out_w;
+        let pooled = (shape.height / 2) * (shape.width / 2);
         let mut out = vec![0.0f32; shape.planes * pooled];
-        let mut scratch = Vec::new();
-        let winners = match winners {
+        let planes = out
+            .par_chunks_mut(pooled.max(1))
+            .zip(x.par_chunks((shape.height * shape.width).max(1)));
+        match winners {
             Some(winners) => {
-                winners.resize(out.len(), 0);
-                winners
+                winners.resize(shape.planes * pooled, 0);
+                planes
+                    .zip(winners.par_chunks_mut(pooled.max(1)))
+                    .for_each(|((out, plane), won)| pool_plane(out, plane, Some(won), shape));
             }
-            None => &mut scratch,
-        };
-        let plane_len = shape.height * shape.width;
-        let pool_plane = |((out, won), plane): ((&mut [f32], &mut [u8]), &[f32])| {
-            for oy in 0..out_h {
-                let top = &plane[2 * oy * shape.width..][..2 * out_w];
-                let bottom = &plane[(2 * oy + 1) * shape.width..][..2 * out_w];
-                let out = &mut out[oy * out_w..][..out_w];
-                let won = won.get_mut(oy * out_w..(oy + 1) * out_w);
-                let candidates = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-                match won {
-                    Some(won) => {
-                        for ((o, w), (t, b)) in out.iter_mut().zip(won).zip(candidates) {
-                            (*o, *w) = largest([t[0], t[1], b[0], b[1]]);
-                        }
+            None => planes.for_each(|(out, plane)| pool_plane(out, plane, None, shape)),
+        }
+        out
+    }
+
+    /// One plane of [`forward`].
+    fn pool_plane(out: &mut [f32], plane: &[f32], mut won: Option<&mut [u8]>, shape: Planes) {
+        let out_w = shape.width / 2;
+        for (oy, out) in out.chunks_exact_mut(out_w.max(1)).enumerate() {
+            let top = &plane[2 * oy * shape.width..][..2 * out_w];
+            let bottom = &plane[(2 * oy + 1) * shape.width..][..2 * out_w];
+            let candidates = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            match won.as_deref_mut() {
+                Some(won) => {
+                    let won = &mut won[oy * out_w..][..out_w];
+                    for ((o, w), (t, b)) in out.iter_mut().zip(won).zip(candidates) {
+                        (*o, *w) = largest([t[0], t[1], b[0], b[1]]);
                     }
-                    None => {
-                        for (o, (t, b)) in out.iter_mut().zip(candidates) {
-                            *o = t[0].max(t[1]).max(b[0].max(b[1]));
-                        }
+                }
+                None => {
+                    for (o, (t, b)) in out.iter_mut().zip(candidates) {
+                        *o = t[0].max(t[1]).max(b[0].max(b[1]));
                     }
                 }
             }
-        };
-        if winners.is_empty() {
-            out.par_chunks_mut(pooled.max(1))
-                .zip(x.par_chunks(plane_len.max(1)))
-                .for_each(|(out, plane)| pool_plane(((out, &mut [][..]), plane)));
-        } else {
-            out.par_chunks_mut(pooled.max(1))
-                .zip(winners.par_chunks_mut(pooled.max(1)))
-                .zip(x.par_chunks(plane_len.max(1)))
-                .for_each(pool_plane);
         }
-        out
     }
 
     /// The largest of four values and its position; ties to the first.
