@@ -242,10 +242,10 @@ fn pretrained_bert_from_the_hub_cache_fine_tunes_offline() {
     let offline = Path::new("1");
     let run = train_ok(dir.path(), &config, &[("HF_HOME", &home), ("HF_HUB_OFFLINE", offline)]);
     let accuracy = report(&run)["metrics"]["test_accuracy"].as_f64().unwrap();
-    // The known result of this seed: 80 of the 157 test reviews (the tiny fixture is a
-    // random BERT, so about chance). Loading other weights, tokenising differently or
-    // another split moves it.
-    assert!((accuracy - 80.0 / 157.0).abs() < 1e-9, "test accuracy {accuracy}");
+    // The known result of this seed: 78 of the 157 test reviews (the tiny fixture is a
+    // random BERT, so about chance). Loading other weights, tokenising differently,
+    // another split or other dropout draws (80 before the counter-based masks) moves it.
+    assert!((accuracy - 78.0 / 157.0).abs() < 1e-9, "test accuracy {accuracy}");
 
     // The GPU code path scores as the CPU does (lavapipe in CI).
     if wgpu_usable(dir.path()) {

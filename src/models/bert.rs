@@ -1,10 +1,13 @@
 //! BERT encoder: Devlin, Chang, Lee and Toutanova, "BERT: Pre-training of Deep
 //! Bidirectional Transformers for Language Understanding", NAACL 2019.
 //!
-//! Word + position + token-type embeddings summed and layer-normalised, then burn-nn's
-//! post-norm `TransformerEncoder` (exact GELU, `layer_norm_eps` from the config), which
-//! computes what a BERT layer computes: `norm_1(x + attention(x))`, then
-//! `norm_2(x + ffn(x))`. The pooler is `tanh(dense(h[CLS]))`.
+//! Word + position + token-type embeddings summed and layer-normalised, then the layers of
+//! burn-nn's post-norm `TransformerEncoder` (exact GELU, `layer_norm_eps` from the config),
+//! run as a BERT layer runs: `x = norm_1(x + dropout(attention(x)))`, then
+//! `norm_2(x + dropout(ffn(x)))`, attention dropout from `attention_probs_dropout_prob` and
+//! no dropout inside the feed-forward block (burn-nn's own forward puts one there). The
+//! attention, the GELU and the dropouts go through shopnet's fused ops ([`crate::ops`]).
+//! The pooler is `tanh(dense(h[CLS]))`.
 //!
 //! Sized by a Hugging Face `config.json`; weights load from `model.safetensors` by their
 //! Hugging Face names through the short key table in [`HF_KEY_TABLE`] plus burn-store's
@@ -14,11 +17,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::base::config::check_positive;
+use crate::ops::attention::self_attention;
+use crate::ops::dropout::dropout;
+use crate::ops::gelu::gelu;
+use crate::ops::layer_norm::add_layer_norm;
+use crate::ops::linear::linear;
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
-use burn::nn::activation::ActivationConfig;
+use burn::nn::activation::{Activation, ActivationConfig};
 use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderLayer,
 };
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
@@ -149,7 +157,7 @@ impl BertConfig {
         let embedding = |n: usize| {
             EmbeddingConfig::new(n, self.hidden_size).with_initializer(normal.clone()).init(device)
         };
-        let encoder = TransformerEncoderConfig::new(
+        let mut encoder = TransformerEncoderConfig::new(
             self.hidden_size,
             self.intermediate_size,
             self.num_attention_heads,
@@ -161,6 +169,9 @@ impl BertConfig {
         .with_activation(self.hidden_act.activation())
         .with_layer_norm_eps(self.layer_norm_eps)
         .init(device);
+        for layer in &mut encoder.layers {
+            layer.mha.dropout = DropoutConfig::new(self.attention_probs_dropout_prob).init();
+        }
         Bert {
             embeddings: BertEmbeddings {
                 word_embeddings: embedding(self.vocab_size),
@@ -175,6 +186,7 @@ impl BertConfig {
                 .with_initializer(normal)
                 .init(device),
             max_positions: self.max_position_embeddings,
+            layer_norm_eps: self.layer_norm_eps,
         }
     }
 }
@@ -195,6 +207,8 @@ pub struct Bert {
     pub encoder: TransformerEncoder,
     pub pooler: Linear,
     pub max_positions: usize,
+    /// The encoder's LayerNorm epsilon, which the fused add & norm needs.
+    pub layer_norm_eps: f64,
 }
 
 /// One batch of token ids, right-padded.
@@ -246,7 +260,9 @@ impl Bert {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(input.token_type_ids);
         let x = e.layer_norm.forward(x);
-        self.encoder.forward(TransformerEncoderInput::new(x).mask_pad(input.mask_pad))
+        self.encoder.layers.iter().fold(x, |x, layer| {
+            encoder_layer(layer, x, input.mask_pad.clone(), self.layer_norm_eps)
+        })
     }
 
     /// The pooled output `tanh(W h[CLS] + b)`, `[batch, hidden]`.
@@ -255,6 +271,34 @@ impl Bert {
         let cls = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
         self.pooler.forward(cls).tanh()
     }
+}
+
+/// One post-norm BERT layer over `x` `[batch, seq, hidden]`; `mask_pad` is true at padding.
+fn encoder_layer(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    mask_pad: Tensor<2, Bool>,
+    epsilon: f64,
+) -> Tensor<3> {
+    let mha = &layer.mha;
+    let context = self_attention(
+        linear(&mha.query, x.clone()),
+        linear(&mha.key, x.clone()),
+        linear(&mha.value, x.clone()),
+        mha.n_heads,
+        mask_pad,
+        &mha.dropout,
+    );
+    let attended = dropout(&layer.dropout, linear(&mha.output, context));
+    let x = add_layer_norm(&layer.norm_1, epsilon, x, attended);
+    let ffn = &layer.pwff;
+    let inner = linear(&ffn.linear_inner, x.clone());
+    let inner = match &ffn.activation {
+        Activation::Gelu(exact) if !exact.approximate => gelu(inner),
+        other => other.forward(inner),
+    };
+    let ffn_out = dropout(&layer.dropout, linear(&ffn.linear_outer, inner));
+    add_layer_norm(&layer.norm_2, epsilon, x, ffn_out)
 }
 
 /// A sequence classifier: the `[CLS]` hidden state -> dropout -> linear, as the
@@ -290,7 +334,7 @@ impl BertClassifier {
         let hidden = self.bert.forward(input);
         let [batch, _, width] = hidden.dims();
         let cls = hidden.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-        self.classifier.forward(self.dropout.forward(cls))
+        linear(&self.classifier, dropout(&self.dropout, cls))
     }
 }
 

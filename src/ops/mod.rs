@@ -6,7 +6,12 @@
 //! - [`conv`]: a stride-1 2-d convolution as one matrix product per image;
 //! - [`batch_norm`]: batch normalisation and ReLU as one pass;
 //! - [`pool`]: 2x2 max-pooling with a one-byte record of each window's winner;
-//! - [`activation`]: vectorised `exp`, sigmoid and tanh for the kernels;
+//! - [`attention`]: multi-head self-attention with a padding mask and attention dropout;
+//! - [`linear`]: a dense layer with its bias folded into the product;
+//! - [`layer_norm`]: a residual sum and its layer normalisation as one pass;
+//! - [`gelu`]: the exact GELU;
+//! - [`dropout`]: inverted dropout from a counter-based generator;
+//! - [`activation`]: vectorised `exp`, sigmoid, tanh, softmax and GELU for the kernels;
 //! - [`matmul`]: the kernels' matrix products on host buffers.
 //!
 //! Each op has a hand-written CPU kernel for burn-flex and a hand-written backward for
@@ -14,9 +19,52 @@
 //! callers compose the same function from Burn tensor ops, so the two paths can be compared
 //! and bisected. [`fused_on`] is the one switch between them.
 
+/// Defines `pub fn $name(args)` whose body is compiled three times, for AVX-512 (F and DQ,
+/// which has the 64-bit multiplies), AVX2 + FMA and the baseline, and runs the widest the
+/// CPU has, picked at run time: the crate is built for the baseline, so a loop only
+/// vectorises to the CPU's width inside such a function.
+macro_rules! widest_simd {
+    ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512dq")]
+                fn avx512($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                {
+                    // SAFETY: the CPU has just been seen to support AVX-512F and DQ.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has just been seen to support AVX2 and FMA.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
 pub mod activation;
+pub mod attention;
 pub mod batch_norm;
 pub mod conv;
+pub mod dropout;
+pub mod gelu;
+pub mod layer_norm;
+pub mod linear;
 pub mod lstm;
 pub mod matmul;
 pub mod pool;
@@ -27,7 +75,7 @@ use std::borrow::Cow;
 
 use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 
 use crate::base::backend::fused_ops_enabled;
 
@@ -52,7 +100,7 @@ fn host_floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 }
 
 /// A burn-flex float tensor of `shape` holding `values`, row-major.
-fn flex_tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> FlexTensor {
+fn flex_tensor(values: Vec<f32>, shape: impl Into<Shape>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
@@ -64,6 +112,19 @@ fn is_flex(device: &Device) -> bool {
 #[cfg(test)]
 mod test_support {
     use burn::tensor::Tensor;
+
+    /// Deterministic values spread over about [-2, 2], different for each `which`: test
+    /// inputs that do not come from the device's generator, which every test thread shares.
+    pub fn spread<const D: usize>(
+        dims: [usize; D],
+        which: usize,
+        device: &burn::tensor::Device,
+    ) -> Tensor<D> {
+        let len = dims.iter().product::<usize>();
+        let values: Vec<f32> =
+            (0..len).map(|i| 2.0 * ((i * 31 + which * 1013) as f32 * 0.618_034).sin()).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
+    }
 
     pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         tensor.into_data().try_to_vec::<f32>().unwrap()
