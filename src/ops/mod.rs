@@ -11,6 +11,7 @@
 //! - [`layer_norm`]: a residual sum and its layer normalisation as one pass;
 //! - [`gelu`]: the exact GELU;
 //! - [`dropout`]: inverted dropout from a counter-based generator;
+//! - [`adam`]: one Adam or AdamW update of a parameter as one pass;
 //! - [`activation`]: vectorised `exp`, sigmoid, tanh, softmax and GELU for the kernels;
 //! - [`matmul`]: the kernels' matrix products on host buffers.
 //!
@@ -58,6 +59,7 @@ macro_rules! widest_simd {
 }
 
 pub mod activation;
+pub mod adam;
 pub mod attention;
 pub mod batch_norm;
 pub mod conv;
