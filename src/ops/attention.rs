@@ -97,8 +97,9 @@ impl FusedAttentionOps for Flex {
         dropout: Option<DropoutMask>,
     ) -> FlexTensor {
         let shape = Heads::of(&q, heads);
-        let [q, k, v] = [&q, &k, &v].map(host_floats);
-        let out = kernel::forward(&q, &k, &v, &key_padding, dropout, shape, None);
+        let values = [&q, &k, &v].map(host_floats);
+        let out =
+            kernel::forward(values.each_ref().map(|v| &v[..]), &key_padding, dropout, shape, None);
         flex_tensor(out, shape.dims())
     }
 }
@@ -114,41 +115,29 @@ impl<C: CheckpointStrategy> FusedAttentionOps for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let shape = Heads::of(q.primitive(), heads);
         let inputs = [q.primitive(), k.primitive(), v.primitive()];
-        let [q_values, k_values, v_values] = inputs.map(host_floats);
+        let values = inputs.map(host_floats);
+        let run = |weights: Option<&mut Vec<f32>>| {
+            let values = values.each_ref().map(|v| &v[..]);
+            flex_tensor(
+                kernel::forward(values, &key_padding, dropout, shape, weights),
+                shape.dims(),
+            )
+        };
         let nodes = [q.node(), k.node(), v.node()];
         match AttentionBackward.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let mut weights = Vec::new();
-                let out = kernel::forward(
-                    &q_values,
-                    &k_values,
-                    &v_values,
-                    &key_padding,
-                    dropout,
-                    shape,
-                    Some(&mut weights),
-                );
+                let out = run(Some(&mut weights));
                 let saved = Saved {
                     shape,
                     inputs: inputs.map(Clone::clone),
                     weights: Arc::new(weights),
-                    key_padding,
+                    key_padding: key_padding.clone(),
                     dropout,
                 };
-                prep.finish(saved, flex_tensor(out, shape.dims()))
+                prep.finish(saved, out)
             }
-            OpsKind::UnTracked(prep) => {
-                let out = kernel::forward(
-                    &q_values,
-                    &k_values,
-                    &v_values,
-                    &key_padding,
-                    dropout,
-                    shape,
-                    None,
-                );
-                prep.finish(flex_tensor(out, shape.dims()))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(run(None)),
         }
     }
 }
@@ -172,11 +161,9 @@ impl Backward<Flex, 3> for AttentionBackward {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let saved = ops.state;
         let grad = grads.consume::<Flex>(&ops.node);
-        let [q, k, v] = saved.inputs.each_ref().map(host_floats);
+        let values = saved.inputs.each_ref().map(host_floats);
         let [d_q, d_k, d_v] = kernel::backward(
-            &q,
-            &k,
-            &v,
+            values.each_ref().map(|v| &v[..]),
             &host_floats(&grad),
             &saved.weights,
             &saved.key_padding,
@@ -280,9 +267,7 @@ mod kernel {
     /// The merged contexts `[batch, seq, width]`; `weights` (when given) receives the
     /// softmax weights before dropout, `[batch, heads, seq, seq]`.
     pub fn forward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        [q, k, v]: [&[f32]; 3],
         key_padding: &[bool],
         dropout: Option<DropoutMask>,
         shape: Heads,
@@ -357,11 +342,8 @@ mod kernel {
     }
 
     /// `[d_q, d_k, d_v]`, each `[batch, seq, width]`, from the output gradient `grad`.
-    #[allow(clippy::too_many_arguments)]
     pub fn backward(
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
+        [q, k, v]: [&[f32]; 3],
         grad: &[f32],
         weights: &[f32],
         key_padding: &[bool],

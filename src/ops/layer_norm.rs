@@ -149,12 +149,7 @@ mod kernel {
         let width = width.max(1);
         let rows = x.len() / width;
         let mut out = vec![0.0f32; x.len()];
-        let mut normalised = Vec::new();
         let mut inverse_deviation = vec![0.0f32; rows];
-        let keep = saved.is_some();
-        if keep {
-            normalised = vec![0.0f32; x.len()];
-        }
         let chunk = ROWS_PER_TASK * width;
         out.par_chunks_mut(chunk)
             .zip(inverse_deviation.par_chunks_mut(ROWS_PER_TASK))
@@ -170,8 +165,8 @@ mod kernel {
                     *deviation = normalise_row(out, epsilon);
                 }
             });
-        if keep {
-            normalised.copy_from_slice(&out);
+        if let Some(saved) = saved {
+            *saved = Saved { normalised: out.clone(), inverse_deviation };
         }
         out.par_chunks_mut(chunk).for_each(|out| {
             for row in out.chunks_mut(width) {
@@ -180,9 +175,6 @@ mod kernel {
                 }
             }
         });
-        if let Some(saved) = saved {
-            *saved = Saved { normalised, inverse_deviation };
-        }
         out
     }
 

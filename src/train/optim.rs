@@ -3,12 +3,11 @@
 //! optimiser states are Burn's own, so checkpoints are the same either way.
 
 use burn::grad_clipping::GradientClippingConfig;
-use burn::optim::Adam;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{
-    AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, LearningRate,
-    ModuleOptimizer, Optimizer, SgdConfig,
+    Adam, AdamConfig, AdamState, AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState,
+    LearningRate, ModuleOptimizer, Optimizer, SgdConfig,
 };
 use burn::tensor::{Device, Tensor};
 
