@@ -22,10 +22,18 @@ trap 'rm -rf "$out"' EXIT
 
 ours() { # NAME ARGS...: shopnet bench, its output kept as $out/NAME
   local name=$1; shift
-  "$BIN" bench --threads $THREADS "$@" > "$out/$name" 2> /dev/null
+  if ! "$BIN" bench --threads $THREADS "$@" > "$out/$name" 2> "$out/$name.err"; then
+    echo "bench_all: shopnet bench $* failed:" >&2
+    tail -n 5 "$out/$name.err" >&2
+    exit 1
+  fi
 }
 theirs() { # SCRIPT ARGS...: an anchor script, in its folder (it writes results/*.json there)
-  (cd "$ANCHORS" && "$PYTHON" -W ignore "$@" > "$out/$1.log" 2>&1)
+  if ! (cd "$ANCHORS" && "$PYTHON" -W ignore "$@" > "$out/$1.log" 2>&1); then
+    echo "bench_all: ../shared/anchors/$1 failed (setup: ../shared/anchors/README.md); its last lines:" >&2
+    tail -n 5 "$out/$1.log" >&2
+    exit 1
+  fi
 }
 
 ours gcn --model gcn

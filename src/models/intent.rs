@@ -16,6 +16,7 @@ use burn::tensor::{Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::base::rng::{HostRng, dropout};
+use crate::ops::linear::dense;
 use crate::ops::{lstm, sequence};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,11 +84,10 @@ impl Lstm {
     fn last_hidden(&self, input: Tensor<3>) -> Tensor<2> {
         let [batch, time, width] = input.dims();
         let [gates, _] = self.weight_hh_l0.dims();
-        let bias = (self.bias_ih_l0.val() + self.bias_hh_l0.val()).unsqueeze_dim(0);
+        let bias = self.bias_ih_l0.val() + self.bias_hh_l0.val();
+        let input = input.reshape([batch * time, width]);
         let projected =
-            (input.reshape([batch * time, width]).matmul(self.weight_ih_l0.val().transpose())
-                + bias)
-                .reshape([batch, time, gates]);
+            dense(input, self.weight_ih_l0.val().transpose(), bias).reshape([batch, time, gates]);
         lstm::last_hidden(projected, self.weight_hh_l0.val())
     }
 }
@@ -165,7 +165,7 @@ impl Conv {
         let columns = sequence::time_windows(x, kernel);
         // [out, in, k] -> [k * in, out], matching the column order (shift-major).
         let weight = self.weight.val().permute([2, 1, 0]).reshape([kernel * width, channels]);
-        (columns.matmul(weight) + self.bias.val().unsqueeze_dim(0)).reshape([batch, time, channels])
+        dense(columns, weight, self.bias.val()).reshape([batch, time, channels])
     }
 }
 

@@ -218,6 +218,11 @@ impl Geometry {
         self.out_channels * self.positions()
     }
 
+    /// Whether the output has the input's height and width (odd kernels, padding half).
+    fn keeps_size(&self) -> bool {
+        self.out_height() == self.height && self.out_width() == self.width
+    }
+
     /// A 1x1 convolution without padding: the image itself is its patch matrix.
     fn is_pointwise(&self) -> bool {
         self.kernel == [1, 1] && self.padding == [0, 0]
@@ -301,6 +306,15 @@ mod kernel {
     /// Patch matrix `[in · kh · kw, positions]` of one image `[in, H, W]`: row `(c, i, j)`
     /// holds `x[c, oy + i - pad_h, ox + j - pad_w]` (zero outside) at column `oy · W' + ox`.
     pub fn im2col(image: &[f32], g: Geometry, cols: &mut [f32]) {
+        if g.keeps_size() {
+            im2col_shifted(image, g, cols);
+        } else {
+            im2col_segments(image, g, cols);
+        }
+    }
+
+    /// [`im2col`] of any geometry, one copy per output row of each patch row.
+    pub fn im2col_segments(image: &[f32], g: Geometry, cols: &mut [f32]) {
         let (out_w, plane_len) = (g.out_width(), g.height * g.width);
         for_each_segment(g, |Segment { channel, row, oy, lo, hi, from }| {
             let out = &mut cols[row * g.positions() + oy * out_w..][..out_w];
@@ -315,9 +329,74 @@ mod kernel {
         });
     }
 
+    /// [`im2col`] when the output has the input's size (a "same" convolution, as all of
+    /// VGG's): patch row `(c, i, j)` is then plane `c` shifted by `(i - pad_h) · W + j -
+    /// pad_w` as one flat run, so each row is one copy, zeros for the rows shifted past
+    /// either end, and the columns that wrapped around a row edge cleared, rather than
+    /// [`im2col_segments`]' one short copy per output row.
+    pub fn im2col_shifted(image: &[f32], g: Geometry, cols: &mut [f32]) {
+        let plane_len = g.positions();
+        for (row, out) in cols.chunks_exact_mut(plane_len).enumerate() {
+            let Shift { channel, flat, lo, hi, dx } = Shift::of(row, g);
+            let plane = &image[channel * plane_len..][..plane_len];
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            if lo < hi {
+                out[lo..hi].copy_from_slice(&plane[lo.wrapping_add_signed(flat)..][..hi - lo]);
+            }
+            clear_wrapped(out, g.width, dx);
+        }
+    }
+
+    /// Where patch row `row` of a same-size convolution reads its plane: `channel`, the
+    /// flat offset `flat` from an output position to its pixel, the positions `lo..hi`
+    /// whose flat pixel is inside the plane, and the kernel's column offset `dx`.
+    struct Shift {
+        channel: usize,
+        flat: isize,
+        lo: usize,
+        hi: usize,
+        dx: isize,
+    }
+
+    impl Shift {
+        fn of(row: usize, g: Geometry) -> Self {
+            let [kernel_h, kernel_w] = g.kernel;
+            let (channel, i, j) =
+                (row / (kernel_h * kernel_w), row / kernel_w % kernel_h, row % kernel_w);
+            let dy = i as isize - g.padding[0] as isize;
+            let dx = j as isize - g.padding[1] as isize;
+            let flat = dy * g.width as isize + dx;
+            let len = g.positions() as isize;
+            let lo = (-flat).clamp(0, len) as usize;
+            let hi = (len - flat).clamp(0, len) as usize;
+            Self { channel, flat, lo, hi: hi.max(lo), dx }
+        }
+    }
+
+    /// Zeroes the entries of a same-size patch row, kernel column offset `dx`, whose flat
+    /// pixel index lands in the plane but on the wrong row: the first or last `|dx|` columns
+    /// of each output row.
+    fn clear_wrapped(values: &mut [f32], width: usize, dx: isize) {
+        let wrapped = dx.unsigned_abs().min(width);
+        let columns = if dx < 0 { 0..wrapped } else { width - wrapped..width };
+        for line in values.chunks_exact_mut(width) {
+            line[columns.clone()].fill(0.0);
+        }
+    }
+
     /// The adjoint of [`im2col`]: every patch entry added back onto the pixel it was read
-    /// from; `image` is overwritten.
-    pub fn col2im(cols: &[f32], g: Geometry, image: &mut [f32]) {
+    /// from; `image` is overwritten. `cols` is used as scratch.
+    pub fn col2im(cols: &mut [f32], g: Geometry, image: &mut [f32]) {
+        if g.keeps_size() {
+            col2im_shifted(cols, g, image);
+        } else {
+            col2im_segments(cols, g, image);
+        }
+    }
+
+    /// [`col2im`] of any geometry, one run per output row of each patch row.
+    pub fn col2im_segments(cols: &[f32], g: Geometry, image: &mut [f32]) {
         let (out_w, plane_len) = (g.out_width(), g.height * g.width);
         image.fill(0.0);
         for_each_segment(g, |Segment { channel, row, oy, lo, hi, from }| {
@@ -329,6 +408,25 @@ mod kernel {
                 }
             }
         });
+    }
+
+    /// [`col2im`] of a same-size convolution, the adjoint of [`im2col_shifted`]: the
+    /// entries that read padding are zeroed in `cols`, then each patch row is added onto
+    /// its plane as one flat shifted run.
+    pub fn col2im_shifted(cols: &mut [f32], g: Geometry, image: &mut [f32]) {
+        let plane_len = g.positions();
+        image.fill(0.0);
+        for (row, values) in cols.chunks_exact_mut(plane_len).enumerate() {
+            let Shift { channel, flat, lo, hi, dx } = Shift::of(row, g);
+            clear_wrapped(values, g.width, dx);
+            if lo < hi {
+                let pixels = &mut image[channel * plane_len..][..plane_len];
+                let pixels = &mut pixels[lo.wrapping_add_signed(flat)..][..hi - lo];
+                for (pixel, value) in pixels.iter_mut().zip(&values[lo..hi]) {
+                    *pixel += value;
+                }
+            }
+        }
     }
 
     /// Output columns `lo..hi` whose kernel column `j` lands inside the image.
@@ -425,6 +523,12 @@ mod kernel {
 
     /// The backward pass over one run of images: fills `d_x` (when wanted) and returns the
     /// run's weight and bias gradient sums.
+    ///
+    /// The weight gradient is `dout_b · patches_bᵀ`, whose operands both run along the
+    /// positions: from [`im2col`]'s layout gemm would transpose (pack) the whole patch
+    /// matrix of every image, a third of the product's time. [`position_patches`] lays the
+    /// patches out transposed instead, in `(i, j, c)` order, so the sum comes out as
+    /// `[out, kh, kw, in]` and is put in the weight's order once per run.
     fn backward_run(
         x: &[f32],
         weight: &[f32],
@@ -437,7 +541,8 @@ mod kernel {
         let (patch, positions) = (g.patch(), g.positions());
         let mut d_weight = vec![0.0f32; if wanted.weight { g.out_channels * patch } else { 0 }];
         let mut d_bias = vec![0.0f32; g.out_channels];
-        let mut cols = vec![0.0f32; if g.is_pointwise() { 0 } else { patch * positions }];
+        let mut scratch = vec![0.0f32; patch * positions];
+        let mut channels_last = vec![0.0f32; if wanted.weight { g.image_len() } else { 0 }];
         let mut d_x_images = d_x.chunks_exact_mut(g.image_len());
         for (image, grad) in x.chunks_exact(g.image_len()).zip(grad.chunks_exact(g.output_len())) {
             for (sum, row) in d_bias.iter_mut().zip(grad.chunks_exact(positions)) {
@@ -445,26 +550,70 @@ mod kernel {
             }
             let grad = View::row_major(grad, g.out_channels, positions);
             if wanted.weight {
-                let patches = if g.is_pointwise() {
-                    image
-                } else {
-                    im2col(image, g, &mut cols);
-                    &cols
-                };
-                let patches_t = View::transposed(patches, positions, patch);
-                product(&mut d_weight, patch, grad, patches_t, true, runs);
+                position_patches(image, g, &mut channels_last, &mut scratch);
+                let patches = View::row_major(&scratch, positions, patch);
+                product(&mut d_weight, patch, grad, patches, true, runs);
             }
             if let Some(d_image) = d_x_images.next() {
                 let weights_t = View::transposed(weight, patch, g.out_channels);
                 if g.is_pointwise() {
                     product(d_image, positions, weights_t, grad, false, runs);
                 } else {
-                    product(&mut cols, positions, weights_t, grad, false, runs);
-                    col2im(&cols, g, d_image);
+                    product(&mut scratch, positions, weights_t, grad, false, runs);
+                    col2im(&mut scratch, g, d_image);
                 }
             }
         }
-        (d_weight, d_bias)
+        (channel_major(&d_weight, g), d_bias)
+    }
+
+    /// The patches of one image one position per row, `[positions, kh · kw · in]`: entry
+    /// `(i, j, c)` of row `oy · W' + ox` holds `x[c, oy + i - pad_h, ox + j - pad_w]` (zero
+    /// outside). The image goes channels-last into `channels_last` first, so that each
+    /// kernel tap is one copy of `in` values.
+    pub fn position_patches(
+        image: &[f32],
+        g: Geometry,
+        channels_last: &mut [f32],
+        out: &mut [f32],
+    ) {
+        let (channels, plane_len) = (g.in_channels, g.height * g.width);
+        for (channel, plane) in image.chunks_exact(plane_len).enumerate() {
+            for (pixel, value) in plane.iter().enumerate() {
+                channels_last[pixel * channels + channel] = *value;
+            }
+        }
+        let kernel_w = g.kernel[1];
+        let [pad_h, pad_w] = g.padding;
+        let rows = out.chunks_exact_mut(g.patch());
+        for (position, row) in rows.enumerate() {
+            let (oy, ox) = (position / g.out_width(), position % g.out_width());
+            for (tap, taps) in row.chunks_exact_mut(channels).enumerate() {
+                let iy = (oy + tap / kernel_w).checked_sub(pad_h).filter(|&y| y < g.height);
+                let ix = (ox + tap % kernel_w).checked_sub(pad_w).filter(|&x| x < g.width);
+                match (iy, ix) {
+                    (Some(iy), Some(ix)) => taps.copy_from_slice(
+                        &channels_last[(iy * g.width + ix) * channels..][..channels],
+                    ),
+                    _ => taps.fill(0.0),
+                }
+            }
+        }
+    }
+
+    /// A weight-shaped sum in `[out, kh, kw, in]` order put in the weight's `[out, in, kh,
+    /// kw]` order.
+    fn channel_major(by_tap: &[f32], g: Geometry) -> Vec<f32> {
+        let taps = g.kernel[0] * g.kernel[1];
+        let mut out = vec![0.0f32; by_tap.len()];
+        for (dst, src) in out.chunks_exact_mut(g.patch()).zip(by_tap.chunks_exact(g.patch())) {
+            for (tap, values) in src.chunks_exact(g.in_channels).enumerate() {
+                for (channel, value) in values.iter().enumerate() {
+                    dst[channel * taps + tap] = *value;
+                }
+            }
+        }
+        out
     }
 }
 
@@ -587,6 +736,60 @@ mod tests {
         for (which, analytic) in [&grads.x, &grads.weight, &grads.bias].into_iter().enumerate() {
             for (k, value) in analytic.iter().enumerate() {
                 assert!((f64::from(*value) - numeric(k, which)).abs() < 1e-4, "input {which}[{k}]");
+            }
+        }
+    }
+
+    fn same_size(in_channels: usize, [height, width]: [usize; 2], kernel: [usize; 2]) -> Geometry {
+        let padding = [kernel[0] / 2, kernel[1] / 2];
+        Geometry { batch: 1, in_channels, height, width, out_channels: 1, kernel, padding }
+    }
+
+    #[test]
+    fn shifted_patches_and_their_adjoint_match_the_per_row_ones() {
+        // Same-size geometries, including kernels as wide as (or wider than) the image.
+        for g in [
+            same_size(2, [5, 6], [3, 3]),
+            same_size(1, [4, 4], [5, 5]),
+            same_size(3, [3, 2], [1, 3]),
+            same_size(1, [2, 1], [3, 5]),
+        ] {
+            assert!(g.keeps_size());
+            let image: Vec<f32> = (0..g.image_len()).map(|k| k as f32 + 1.0).collect();
+            let len = g.patch() * g.positions();
+            let (mut shifted, mut segments) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            kernel::im2col_shifted(&image, g, &mut shifted);
+            kernel::im2col_segments(&image, g, &mut segments);
+            assert_eq!(shifted, segments, "patches of {g:?}");
+            let cols: Vec<f32> = (0..len).map(|k| (k % 7) as f32 - 3.0).collect();
+            let (mut back_shifted, mut back_segments) =
+                (vec![f32::NAN; g.image_len()], vec![f32::NAN; g.image_len()]);
+            kernel::col2im_shifted(&mut cols.clone(), g, &mut back_shifted);
+            kernel::col2im_segments(&cols, g, &mut back_segments);
+            assert_eq!(back_shifted, back_segments, "adjoint of {g:?}");
+        }
+    }
+
+    #[test]
+    fn position_patches_are_the_patch_matrix_transposed_tap_major() {
+        let g = Geometry { out_channels: 1, ..same_size(3, [4, 5], [3, 3]) };
+        for g in [g, Geometry { padding: [0, 1], kernel: [2, 3], ..g }] {
+            let image: Vec<f32> = (0..g.image_len()).map(|k| k as f32 * 0.5 - 7.0).collect();
+            let mut cols = vec![f32::NAN; g.patch() * g.positions()];
+            kernel::im2col_segments(&image, g, &mut cols);
+            let mut by_position = vec![f32::NAN; cols.len()];
+            kernel::position_patches(&image, g, &mut vec![0.0; g.image_len()], &mut by_position);
+            let taps = g.kernel[0] * g.kernel[1];
+            for position in 0..g.positions() {
+                for channel in 0..g.in_channels {
+                    for tap in 0..taps {
+                        assert_eq!(
+                            by_position[(position * taps + tap) * g.in_channels + channel],
+                            cols[(channel * taps + tap) * g.positions() + position],
+                            "{g:?}: position {position}, channel {channel}, tap {tap}"
+                        );
+                    }
+                }
             }
         }
     }

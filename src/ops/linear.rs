@@ -31,12 +31,22 @@ pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
     let rows = dims[..D - 1].iter().product::<usize>();
     let mut out_dims = dims;
     out_dims[D - 1] = d_out;
-    let out = Dispatch::dense(
-        x.reshape([rows, d_in]).into_dispatch(),
-        layer.weight.val().into_dispatch(),
-        bias.val().into_dispatch(),
-    );
-    Tensor::<2>::from_dispatch(out).reshape(out_dims)
+    dense(x.reshape([rows, d_in]), layer.weight.val(), bias.val()).reshape(out_dims)
+}
+
+/// `x W + b` for `x` `[rows, d_in]`, `W` `[d_in, d_out]` (any layout: a transposed or
+/// permuted weight is fine) and `b` `[d_out]`: the fused kernel on burn-flex, Burn's
+/// product and broadcast sum everywhere else.
+pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>) -> Tensor<2> {
+    if fused_f32(&x) {
+        Tensor::from_dispatch(Dispatch::dense(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ))
+    } else {
+        x.matmul(weight) + bias.unsqueeze_dim(0)
+    }
 }
 
 #[backend_extension(Flex, Autodiff)]
@@ -161,6 +171,14 @@ mod kernel {
         product(x, View::row_major(grad, sizes.rows, sizes.d_out))
     }
 
+    fn column_sums(rows: &[f32], width: usize) -> Vec<f32> {
+        let mut sums = vec![0.0f32; width];
+        for row in rows.chunks(width) {
+            sums.iter_mut().zip(row).for_each(|(sum, g)| *sum += g);
+        }
+        sums
+    }
+
     /// `lhs · rhs` in a new row-major buffer.
     fn product(lhs: View, rhs: View) -> Vec<f32> {
         let mut out = vec![0.0f32; lhs.rows * rhs.cols];
@@ -169,24 +187,22 @@ mod kernel {
     }
 
     /// The column sums of `g`, `[d_out]`: partial sums over runs of rows, then their sum.
+    /// A gradient under a million values is summed on the calling thread: waking the
+    /// other threads costs more than they save there (the CNN + LSTM's layers).
     pub fn bias_grad(grad: &[f32], sizes: Sizes) -> Vec<f32> {
         const ROWS_PER_TASK: usize = 256;
+        const PARALLEL_VALUES: usize = 1 << 20;
         let width = sizes.d_out.max(1);
-        grad.par_chunks(ROWS_PER_TASK * width)
-            .map(|rows| {
-                let mut sums = vec![0.0f32; sizes.d_out];
-                for row in rows.chunks(width) {
-                    sums.iter_mut().zip(row).for_each(|(sum, g)| *sum += g);
-                }
-                sums
-            })
-            .reduce(
-                || vec![0.0f32; sizes.d_out],
-                |mut total, part| {
-                    total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
-                    total
-                },
-            )
+        if grad.len() < PARALLEL_VALUES {
+            return column_sums(grad, width);
+        }
+        grad.par_chunks(ROWS_PER_TASK * width).map(|rows| column_sums(rows, width)).reduce(
+            || vec![0.0f32; sizes.d_out],
+            |mut total, part| {
+                total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
+                total
+            },
+        )
     }
 }
 
