@@ -378,6 +378,9 @@ mod kernel {
     /// pixel index lands in the plane but on the wrong row: the first or last `|dx|` columns
     /// of each output row.
     fn clear_wrapped(values: &mut [f32], width: usize, dx: isize) {
+        if dx == 0 {
+            return;
+        }
         let wrapped = dx.unsigned_abs().min(width);
         let columns = if dx < 0 { 0..wrapped } else { width - wrapped..width };
         for line in values.chunks_exact_mut(width) {
