@@ -528,15 +528,15 @@ mod kernel {
     }
 
     /// The backward pass split into one run of images per thread: `run(x, grad, d_x, runs)`
-    /// fills the run's input gradient `d_x` (empty when not wanted) and returns its sums of
-    /// a weight-shaped gradient and of the bias gradient; returns the input gradient and
-    /// both sums over the batch.
+    /// fills the run's input gradient `d_x` (empty when not wanted) and returns its sum of
+    /// a weight-shaped gradient; returns the input gradient, that sum over the batch and
+    /// the bias gradient.
     pub(super) fn backward_by_runs(
         x: &[f32],
         grad: &[f32],
         g: Geometry,
         wanted: Wanted,
-        run: impl Fn(&[f32], &[f32], &mut [f32], usize) -> (Vec<f32>, Vec<f32>) + Sync,
+        run: impl Fn(&[f32], &[f32], &mut [f32], usize) -> Vec<f32> + Sync,
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let per_run = images_per_run(g.batch);
         let runs = g.batch.div_ceil(per_run);
@@ -553,7 +553,7 @@ mod kernel {
                 let images = index * per_run..g.batch.min((index + 1) * per_run);
                 let x = &x[images.start * g.image_len()..images.end * g.image_len()];
                 let grad = &grad[images.start * g.output_len()..images.end * g.output_len()];
-                run(x, grad, d_x, runs)
+                (run(x, grad, d_x, runs), bias_sums(grad, g))
             })
             .collect();
         let mut sums = sums.into_iter();
@@ -565,9 +565,20 @@ mod kernel {
         (d_x, d_weight, d_bias)
     }
 
+    /// The bias gradient of a run of images: each output channel's gradient summed.
+    fn bias_sums(grad: &[f32], g: Geometry) -> Vec<f32> {
+        let mut sums = vec![0.0f32; g.out_channels];
+        for image in grad.chunks_exact(g.output_len()) {
+            for (sum, plane) in sums.iter_mut().zip(image.chunks_exact(g.positions())) {
+                *sum += lane_sum(plane);
+            }
+        }
+        sums
+    }
+
     /// `Σ values` in sixteen running sums side by side, which the compiler vectorises (a
     /// plain `sum()` keeps the sequential order and stays scalar, four cycles an element).
-    pub(super) fn lane_sum(values: &[f32]) -> f32 {
+    fn lane_sum(values: &[f32]) -> f32 {
         let mut lanes = [0.0f32; 16];
         let chunks = values.chunks_exact(16);
         let rest: f32 = chunks.remainder().iter().sum();
@@ -601,17 +612,13 @@ mod kernel {
         g: Geometry,
         wanted: Wanted,
         runs: usize,
-    ) -> (Vec<f32>, Vec<f32>) {
+    ) -> Vec<f32> {
         let (patch, positions) = (g.patch(), g.positions());
         let mut d_weight = vec![0.0f32; if wanted.weight { g.out_channels * patch } else { 0 }];
-        let mut d_bias = vec![0.0f32; g.out_channels];
         let mut scratch = vec![0.0f32; patch * positions];
         let mut channels_last = vec![0.0f32; if wanted.weight { g.image_len() } else { 0 }];
         let mut d_x_images = d_x.chunks_exact_mut(g.image_len());
         for (image, grad) in x.chunks_exact(g.image_len()).zip(grad.chunks_exact(g.output_len())) {
-            for (sum, row) in d_bias.iter_mut().zip(grad.chunks_exact(positions)) {
-                *sum += lane_sum(row);
-            }
             let grad = View::row_major(grad, g.out_channels, positions);
             if wanted.weight {
                 position_patches(image, g, &mut channels_last, &mut scratch);
@@ -628,7 +635,7 @@ mod kernel {
                 }
             }
         }
-        (channel_major(&d_weight, g), d_bias)
+        channel_major(&d_weight, g)
     }
 
     /// The patches of one image one position per row, `[positions, kh · kw · in]`: entry

@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::Geometry;
-use super::kernel::{Gradients, Wanted, backward_by_runs, images_per_run, lane_sum, product};
+use super::kernel::{Gradients, Wanted, backward_by_runs, images_per_run, product};
 use crate::ops::matmul::View;
 
 /// Entries of a transformed tile (4x4).
@@ -114,7 +114,8 @@ pub fn backward(
     wanted: Wanted,
     tiling: Tiling,
 ) -> Gradients {
-    let transformed = transform_weight(weight, g);
+    // The transformed weight serves only the input gradient.
+    let transformed = if wanted.x { transform_weight(weight, g) } else { Vec::new() };
     let (d_x, d_transformed, d_bias) =
         backward_by_runs(x, grad, g, wanted, |x, grad, d_x, runs| {
             let run = Run { g, tiling, wanted, runs, transformed: &transformed };
@@ -134,24 +135,18 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Fills `d_x` (when wanted) for a run of images and returns the run's sums of the
-    /// transformed weight's gradient `[16, in, out]` and of the bias gradient.
-    fn backward(&self, x: &[f32], grad: &[f32], d_x: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+    /// Fills `d_x` (when wanted) for a run of images and returns the run's sum of the
+    /// transformed weight's gradient `[16, in, out]`.
+    fn backward(&self, x: &[f32], grad: &[f32], d_x: &mut [f32]) -> Vec<f32> {
         let Self { g, tiling, wanted, .. } = *self;
         let mut d_transformed =
             vec![0.0f32; if wanted.weight { ENTRIES * g.in_channels * g.out_channels } else { 0 }];
-        let mut d_bias = vec![0.0f32; g.out_channels];
         let mut buffers = Buffers::new(g, tiling);
         let mut d_x_blocks = d_x.chunks_mut(tiling.images * g.image_len());
         let blocks = x
             .chunks(tiling.images * g.image_len())
             .zip(grad.chunks(tiling.images * g.output_len()));
         for (x, grad) in blocks {
-            for image in grad.chunks_exact(g.output_len()) {
-                for (sum, plane) in d_bias.iter_mut().zip(image.chunks_exact(g.positions())) {
-                    *sum += lane_sum(plane);
-                }
-            }
             let tiles = x.len() / g.image_len() * tiling.per_image();
             buffers.transform_grad(grad, g, tiling);
             if wanted.weight {
@@ -163,7 +158,7 @@ impl Run<'_> {
                 buffers.transform_input_adjoint(g, tiling, d_x);
             }
         }
-        (d_transformed, d_bias)
+        d_transformed
     }
 
     /// `dU_ξ += V_ξᵀ · dM_ξ` for every entry ξ.
