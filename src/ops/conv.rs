@@ -11,7 +11,7 @@
 //! sums are added.
 //!
 //! 3x3 convolutions with padding 1 and at least 16 channels each side take
-//! [`winograd`]'s F(2x2, 3x3) instead, which needs 2.25 times fewer multiplies.
+//! [`winograd`]'s F(4x4, 3x3) instead, which needs four times fewer multiplies.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -170,7 +170,7 @@ impl Backward<Flex, 3> for ConvBackward {
     }
 }
 
-/// The convolution on host buffers: Winograd's F(2x2, 3x3) where it applies, one product
+/// The convolution on host buffers: Winograd's F(4x4, 3x3) where it applies, one product
 /// per image on its patch matrix elsewhere.
 fn forward_on_host(x: &[f32], weight: &[f32], bias: &[f32], g: Geometry) -> Vec<f32> {
     if winograd::applies(g) {
@@ -696,7 +696,7 @@ mod tests {
     use burn::tensor::{Device, Distribution};
 
     use super::*;
-    use crate::ops::test_support::{assert_close, values};
+    use crate::ops::test_support::{assert_close, assert_close_to_scale, values};
 
     fn random<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
         Tensor::random(shape, Distribution::Uniform(-1.0, 1.0), device)
@@ -750,7 +750,13 @@ mod tests {
             let (out, probe, x_f, w_f, b_f) = run(true);
             let (reference, _, x_r, w_r, b_r) = run(false);
             assert_eq!(out.dims(), reference.dims(), "output shape");
-            assert_close(&values(out.clone()), &values(reference.clone()), 1e-5, "output");
+            let (out_values, reference_values) = (values(out.clone()), values(reference.clone()));
+            if c_in >= 16 {
+                // Winograd's rounding follows the layer's largest terms (see its module).
+                assert_close_to_scale(&out_values, &reference_values, 1e-5, "output");
+            } else {
+                assert_close(&out_values, &reference_values, 1e-5, "output");
+            }
             let fused = (out * probe.clone()).sum().backward();
             let composed = (reference * probe).sum().backward();
             for (name, ours, theirs) in [

@@ -142,6 +142,22 @@ mod test_support {
             );
         }
     }
+
+    /// `max |ours - reference| <= tolerance * max(1, max |reference|)`: relative to the
+    /// tensor's scale rather than each element's, for a kernel whose rounding error follows
+    /// the magnitude of the terms it sums (Winograd's F(4x4, 3x3) rounds each output to about
+    /// 1e-6 of its layer's largest, so an output that cancels to near zero carries an
+    /// absolute error its own size cannot bound).
+    pub fn assert_close_to_scale(ours: &[f32], reference: &[f32], tolerance: f32, what: &str) {
+        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+        let scale = reference.iter().fold(1.0f32, |scale, value| scale.max(value.abs()));
+        for (k, (a, b)) in ours.iter().zip(reference).enumerate() {
+            assert!(
+                (a - b).abs() <= tolerance * scale,
+                "{what}[{k}]: fused {a}, reference {b}, scale {scale}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
