@@ -177,7 +177,7 @@ impl Shape {
 /// The kernels on plain row-major `f32` buffers.
 mod kernel {
     use super::{Shape, sigmoid_in_place, tanh_in_place};
-    use crate::ops::matmul::{View, matmul_into};
+    use crate::ops::matmul::{View, matmul_into, matmul_into_serial};
 
     /// What the forward pass saves for the backward: the activated gates `[batch, time,
     /// 4H]`, and per step the cell state, its tanh and the hidden state the step started
@@ -246,12 +246,22 @@ mod kernel {
             return vec![0.0; batch * hidden];
         }
         let rows = batch.div_ceil(rayon::current_num_threads()).max(MIN_ROWS_PER_THREAD);
+        // W_hhᵀ `[H, 4H]` row-major, once: gemm reads it in place at every step, where the
+        // stored `[4H, H]` read transposed was copied into packed form at each step (a
+        // quarter of the recurrence's time on the `cnn_lstm` workload).
+        let gates = 4 * hidden;
+        let mut weight_t = vec![0.0f32; hidden * gates];
+        for (n, row) in weight.chunks_exact(hidden).enumerate() {
+            for (k, value) in row.iter().enumerate() {
+                weight_t[k * gates + n] = *value;
+            }
+        }
         let mut last = vec![0.0f32; batch * hidden];
         let runs =
             last.par_chunks_mut(rows * hidden).zip(projected.par_chunks(rows * time * 4 * hidden));
         let run = |(last, projected): (&mut [f32], &[f32]), trace| {
             let shape = Shape { batch: last.len() / hidden, ..shape };
-            forward_rows(last, projected, weight, shape, trace);
+            forward_rows(last, projected, &weight_t, shape, trace);
         };
         match trace {
             None => runs.for_each(|run_of| run(run_of, None)),
@@ -263,17 +273,18 @@ mod kernel {
     }
 
     /// Fewer sequences than this per thread cost more in smaller matrix products than the
-    /// second thread saves: a training batch of 32 measured no faster in two runs of 16
-    /// (and the peak memory of the whole run rose), an inference batch of 256 runs in two
-    /// thirds of the time in two runs of 128.
-    const MIN_ROWS_PER_THREAD: usize = 64;
+    /// second thread saves. With `W_hhᵀ` read in place, a training batch of 32 runs about a
+    /// tenth faster in two runs of 16 (when gemm copied it into packed form at every step, it
+    /// was no faster); an inference batch of 256 runs in two thirds of the time in two runs
+    /// of 128.
+    const MIN_ROWS_PER_THREAD: usize = 16;
 
     // long: one step's product, gate functions, state update and trace, kept together so
     // the order of the recurrence reads top to bottom.
     fn forward_rows(
         h: &mut [f32],
         projected: &[f32],
-        weight: &[f32],
+        weight_t: &[f32],
         shape: Shape,
         mut trace: Option<TraceRows<'_>>,
     ) {
@@ -290,9 +301,8 @@ mod kernel {
             // z += h · W_hhᵀ
             let h_view =
                 View { data: h, rows: batch, cols: hidden, row_stride: hidden, col_stride: 1 };
-            let w_t =
-                View { data: weight, rows: hidden, cols: gates, row_stride: 1, col_stride: hidden };
-            matmul_into(&mut z, gates, h_view, w_t, true);
+            let w_t = View::row_major(weight_t, hidden, gates);
+            matmul_into_serial(&mut z, gates, h_view, w_t, true);
             for row in z.chunks_exact_mut(gates) {
                 let (ifg, o) = row.split_at_mut(3 * hidden);
                 let (i_f, g) = ifg.split_at_mut(2 * hidden);
@@ -339,23 +349,67 @@ mod kernel {
     }
 
     /// Backpropagation through time from the gradient of the last hidden state: the
-    /// gradients of the projection `[batch, time, 4H]` and of `W_hh` `[4H, H]`.
-    // long: the per-step gate derivatives and the two products belong to one recurrence.
+    /// gradients of the projection `[batch, time, 4H]` and of `W_hh` `[4H, H]`. The
+    /// sequences' recurrences run in parallel as in [`forward`], then `W_hh`'s gradient is
+    /// one product over every step of every sequence.
     pub fn backward(
         trace: &Trace,
         weight: &[f32],
         grad_last: &[f32],
         shape: Shape,
     ) -> (Vec<f32>, Vec<f32>) {
+        use rayon::prelude::*;
+
         let Shape { batch, time, hidden } = shape;
         let gates = 4 * hidden;
         let mut d_projected = vec![0.0f32; batch * time * gates];
+        if time > 0 {
+            let rows = batch.div_ceil(rayon::current_num_threads()).max(MIN_ROWS_PER_THREAD);
+            d_projected
+                .par_chunks_mut(rows * time * gates)
+                .zip(grad_last.par_chunks(rows * hidden))
+                .enumerate()
+                .for_each(|(run, (d_projected, grad_last))| {
+                    let shape = Shape { batch: grad_last.len() / hidden, ..shape };
+                    backward_rows(trace, run * rows, weight, grad_last, shape, d_projected);
+                });
+        }
+        // dW_hh = Σ_t dz_tᵀ · h_(t-1), every step at once: [4H, B·T] · [B·T, H].
+        let steps = batch * time;
+        let mut d_weight = vec![0.0f32; gates * hidden];
+        let dz_all_t =
+            View { data: &d_projected, rows: gates, cols: steps, row_stride: 1, col_stride: gates };
+        let h_before = View {
+            data: &trace.hidden_before,
+            rows: steps,
+            cols: hidden,
+            row_stride: hidden,
+            col_stride: 1,
+        };
+        matmul_into(&mut d_weight, hidden, dz_all_t, h_before, false);
+        (d_projected, d_weight)
+    }
+
+    /// The recurrence of [`backward`] for the `shape.batch` sequences from `first` on: their
+    /// rows of the projection's gradient, `d_projected`.
+    // long: the per-step gate derivatives and the product back through W_hh belong to one
+    // recurrence.
+    fn backward_rows(
+        trace: &Trace,
+        first: usize,
+        weight: &[f32],
+        grad_last: &[f32],
+        shape: Shape,
+        d_projected: &mut [f32],
+    ) {
+        let Shape { batch, time, hidden } = shape;
+        let gates = 4 * hidden;
         let mut dh = grad_last.to_vec();
         let mut dc = vec![0.0f32; batch * hidden];
         let no_cell = vec![0.0f32; hidden];
         for t in (0..time).rev() {
             for row in 0..batch {
-                let at = (row * time + t) * hidden;
+                let at = ((first + row) * time + t) * hidden;
                 let gate = &trace.gates[at * 4..(at + hidden) * 4];
                 let (i, f, g, o) = (
                     &gate[..hidden],
@@ -365,7 +419,7 @@ mod kernel {
                 );
                 let c_tanh = &trace.cells_tanh[at..at + hidden];
                 let c_before = if t == 0 { &no_cell[..] } else { &trace.cells[at - hidden..at] };
-                let dz = &mut d_projected[at * 4..(at + hidden) * 4];
+                let dz = &mut d_projected[(row * time + t) * gates..][..gates];
                 let (dz_i, rest) = dz.split_at_mut(hidden);
                 let (dz_f, rest) = rest.split_at_mut(hidden);
                 let (dz_g, dz_o) = rest.split_at_mut(hidden);
@@ -389,30 +443,10 @@ mod kernel {
                     row_stride: time * gates,
                     col_stride: 1,
                 };
-                let w = View {
-                    data: weight,
-                    rows: gates,
-                    cols: hidden,
-                    row_stride: hidden,
-                    col_stride: 1,
-                };
-                matmul_into(&mut dh, hidden, dz_t, w, false);
+                let w = View::row_major(weight, gates, hidden);
+                matmul_into_serial(&mut dh, hidden, dz_t, w, false);
             }
         }
-        // dW_hh = Σ_t dz_tᵀ · h_(t-1), every step at once: [4H, B·T] · [B·T, H].
-        let steps = batch * time;
-        let mut d_weight = vec![0.0f32; gates * hidden];
-        let dz_all_t =
-            View { data: &d_projected, rows: gates, cols: steps, row_stride: 1, col_stride: gates };
-        let h_before = View {
-            data: &trace.hidden_before,
-            rows: steps,
-            cols: hidden,
-            row_stride: hidden,
-            col_stride: 1,
-        };
-        matmul_into(&mut d_weight, hidden, dz_all_t, h_before, false);
-        (d_projected, d_weight)
     }
 }
 
