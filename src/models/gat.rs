@@ -114,7 +114,7 @@ impl GatConv {
         adjacency: &NormalizedAdjacency,
         rng: Option<&mut HostRng>,
     ) -> Tensor<2> {
-        let projected = input.project(self.weight.val(), adjacency.num_nodes);
+        let projected = input.project(self.weight.val());
         self.attend(projected, adjacency, rng)
     }
 
@@ -125,13 +125,12 @@ impl GatConv {
         input: &NodeFeatures,
         p: f64,
         mut rng: Option<&mut HostRng>,
-        num_nodes: usize,
     ) -> Tensor<2> {
         let width = self.out_features;
         let heads: Vec<Tensor<2>> = (0..self.heads)
             .map(|head| {
                 let weight = self.weight.val().narrow(1, head * width, width);
-                LayerInput::features(input, p, rng.as_deref_mut()).project(weight, num_nodes)
+                LayerInput::features(input, p, rng.as_deref_mut()).project(weight)
             })
             .collect();
         Tensor::cat(heads, 1)
@@ -158,7 +157,7 @@ impl GatConv {
         let attention = dropout(attention, self.attention_dropout, rng.as_deref_mut());
         let h = dropout(h, self.feature_dropout, rng);
         let h = h.reshape([n, heads * features]);
-        let out = sparse_matmul(adjacency.dst.clone(), adjacency.src.clone(), attention, h, n);
+        let out = sparse_matmul(&adjacency.pattern, attention, h);
         let out = if self.concat {
             out
         } else {
@@ -201,13 +200,11 @@ impl Gat {
     pub fn forward(&self, graph: &GraphTensors, mut rng: Option<&mut HostRng>) -> Tensor<2> {
         let adjacency = &graph.adjacency;
         if self.dropout_per_head && rng.is_some() {
-            let n = adjacency.num_nodes;
             let projected =
-                self.conv1.project_per_head(&graph.features, self.dropout, rng.as_deref_mut(), n);
+                self.conv1.project_per_head(&graph.features, self.dropout, rng.as_deref_mut());
             let hidden = elu(self.conv1.attend(projected, adjacency, rng.as_deref_mut()), 1.0);
             let hidden = NodeFeatures::Dense(hidden);
-            let projected =
-                self.conv2.project_per_head(&hidden, self.dropout, rng.as_deref_mut(), n);
+            let projected = self.conv2.project_per_head(&hidden, self.dropout, rng.as_deref_mut());
             return self.conv2.attend(projected, adjacency, rng);
         }
         let input = LayerInput::features(&graph.features, self.dropout, rng.as_deref_mut());
@@ -320,7 +317,7 @@ mod tests {
         conv.weight = param(Tensor::cat(vec![weight.clone(), weight], 1));
         let features = NodeFeatures::Dense(Tensor::ones([nodes, width], &device));
         let mut rng = HostRng::new(5);
-        let dropped = conv.project_per_head(&features, 0.5, Some(&mut rng), nodes);
+        let dropped = conv.project_per_head(&features, 0.5, Some(&mut rng));
         let values = dropped.into_data().try_to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| *v == 0.0 || *v == 2.0), "{values:?}");
         let (first, second): (Vec<f32>, Vec<f32>) = values
@@ -330,7 +327,7 @@ mod tests {
         assert_ne!(first, second, "both heads got the same mask");
         let kept = values.iter().filter(|v| **v > 0.0).count();
         assert!((12..=36).contains(&kept), "{kept} of 48 kept at p = 0.5");
-        let whole = conv.project_per_head(&features, 0.5, None, nodes);
+        let whole = conv.project_per_head(&features, 0.5, None);
         assert_eq!(whole.into_data().try_to_vec::<f32>().unwrap(), vec![1.0; nodes * 2 * width]);
     }
 }

@@ -48,7 +48,7 @@ impl GcnConv {
     }
 
     pub fn forward(&self, input: LayerInput<'_>, adjacency: &NormalizedAdjacency) -> Tensor<2> {
-        let projected = input.project(self.weight.val(), adjacency.num_nodes);
+        let projected = input.project(self.weight.val());
         adjacency.propagate(projected) + self.bias.val().unsqueeze_dim(0)
     }
 }
@@ -147,7 +147,7 @@ mod tests {
             weight: Param::from_tensor(Tensor::from_floats(w, &device)),
             bias: Param::from_tensor(Tensor::from_floats(b, &device)),
         };
-        let sparse_input = SparseInput::new(&features, &device);
+        let sparse_input = SparseInput::new(&features, 4, 2, &device);
         let sparse = conv.forward(
             LayerInput::Sparse(&sparse_input, sparse_input.values.clone()),
             &graph.adjacency,

@@ -8,7 +8,7 @@ use burn::tensor::{Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::base::rng::{HostRng, dropout};
 use crate::base::sparse::SparseFeatures;
-use crate::ops::spmm::sparse_matmul;
+use crate::ops::spmm::{SparsePattern, sparse_matmul};
 
 /// A graph's structure and features on a device, ready for the layers.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct NormalizedAdjacency {
     pub dst: Tensor<1, Int>,
     /// `[E, 1]`, so it broadcasts over a row of features.
     pub norm: Tensor<2>,
+    /// The `[N, N]` matrix's non-zeros: row `dst`, column `src`.
+    pub pattern: SparsePattern,
 }
 
 impl NormalizedAdjacency {
@@ -47,21 +49,18 @@ impl NormalizedAdjacency {
         device: &Device,
     ) -> Self {
         let loops = if self_loops { num_nodes } else { 0 };
-        let mut weight: Vec<f32> = match weights {
-            Some(w) => w.to_vec(),
-            None => vec![1.0; edges.len()],
-        };
-        weight.resize(edges.len() + loops, 1.0);
-        let mut src: Vec<i64> = Vec::with_capacity(edges.len() + loops);
-        let mut dst: Vec<i64> = Vec::with_capacity(edges.len() + loops);
-        for &(s, d) in edges {
-            src.push(s as i64);
-            dst.push(d as i64);
-        }
+        let weight_of = |e: usize| weights.map_or(1.0, |w| w[e]);
+        // Ordered by destination, then source: each row of the product is then one run of
+        // edges whose source rows ascend, and the fused kernel needs no sort of its own.
+        let mut order: Vec<(u32, u32, f32)> = Vec::with_capacity(edges.len() + loops);
+        order.extend(edges.iter().enumerate().map(|(e, &(s, d))| (d, s, weight_of(e))));
         if self_loops {
-            src.extend(0..num_nodes as i64);
-            dst.extend(0..num_nodes as i64);
+            order.extend((0..num_nodes as u32).map(|node| (node, node, 1.0)));
         }
+        order.sort_by_key(|&(d, s, _)| (d, s));
+        let src: Vec<i64> = order.iter().map(|&(_, s, _)| i64::from(s)).collect();
+        let dst: Vec<i64> = order.iter().map(|&(d, _, _)| i64::from(d)).collect();
+        let weight: Vec<f32> = order.iter().map(|&(_, _, w)| w).collect();
         let mut degree = vec![0f32; num_nodes];
         for (&d, &w) in dst.iter().zip(&weight) {
             degree[d as usize] += w;
@@ -73,10 +72,12 @@ impl NormalizedAdjacency {
             .map(|((&s, &d), &w)| w / (degree[s as usize] * degree[d as usize]).sqrt())
             .collect();
         let num_edges = src.len();
+        let (src, dst) = (int_tensor(src, device), int_tensor(dst, device));
         Self {
             num_nodes,
-            src: int_tensor(src, device),
-            dst: int_tensor(dst, device),
+            pattern: SparsePattern::new(dst.clone(), src.clone(), num_nodes, num_nodes),
+            src,
+            dst,
             norm: Tensor::from_data(TensorData::new(norm, [num_edges, 1]), device),
         }
     }
@@ -88,7 +89,7 @@ impl NormalizedAdjacency {
     /// `Â H`: each node sums its in-neighbours' rows, scaled by the edge normalisation
     /// (one sparse product: the fused kernel on CPU).
     pub fn propagate(&self, h: Tensor<2>) -> Tensor<2> {
-        sparse_matmul(self.dst.clone(), self.src.clone(), self.norm.clone(), h, self.num_nodes)
+        sparse_matmul(&self.pattern, self.norm.clone(), h)
     }
 }
 
@@ -120,7 +121,7 @@ impl NodeFeatures {
                 device,
             ))
         } else {
-            NodeFeatures::Sparse(SparseInput::new(features, device))
+            NodeFeatures::Sparse(SparseInput::new(features, num_nodes, num_features, device))
         }
     }
 }
@@ -128,8 +129,7 @@ impl NodeFeatures {
 /// Sparse node features: row (node) and column (feature) of each non-zero, and its value.
 #[derive(Clone)]
 pub struct SparseInput {
-    pub rows: Tensor<1, Int>,
-    pub cols: Tensor<1, Int>,
+    pub pattern: SparsePattern,
     /// `[nnz, 1]`, so it broadcasts over a weight row.
     pub values: Tensor<2>,
     pub nnz: usize,
@@ -153,11 +153,17 @@ impl GraphTensors {
 }
 
 impl SparseInput {
-    pub fn new(features: &SparseFeatures, device: &Device) -> Self {
+    pub fn new(
+        features: &SparseFeatures,
+        num_nodes: usize,
+        num_features: usize,
+        device: &Device,
+    ) -> Self {
         let nnz = features.values.len();
+        let rows = int_tensor(features.rows.iter().map(|&r| r as i64).collect(), device);
+        let cols = int_tensor(features.cols.iter().map(|&c| c as i64).collect(), device);
         Self {
-            rows: int_tensor(features.rows.iter().map(|&r| r as i64).collect(), device),
-            cols: int_tensor(features.cols.iter().map(|&c| c as i64).collect(), device),
+            pattern: SparsePattern::new(rows, cols, num_nodes, num_features),
             values: Tensor::from_data(TensorData::new(features.values.clone(), [nnz, 1]), device),
             nnz,
         }
@@ -165,8 +171,8 @@ impl SparseInput {
 
     /// `X W` for sparse `X` (its values given, after dropout): each node sums the weight
     /// rows of its non-zeros, scaled. Its cost is `nnz x d_out`, not `N x d_in x d_out`.
-    pub fn matmul(&self, values: Tensor<2>, weight: Tensor<2>, num_nodes: usize) -> Tensor<2> {
-        sparse_matmul(self.rows.clone(), self.cols.clone(), values, weight, num_nodes)
+    pub fn matmul(&self, values: Tensor<2>, weight: Tensor<2>) -> Tensor<2> {
+        sparse_matmul(&self.pattern, values, weight)
     }
 }
 
@@ -190,9 +196,9 @@ impl<'a> LayerInput<'a> {
     }
 
     /// `X W`, by sparse gather-scatter or a dense product.
-    pub fn project(self, weight: Tensor<2>, num_nodes: usize) -> Tensor<2> {
+    pub fn project(self, weight: Tensor<2>) -> Tensor<2> {
         match self {
-            LayerInput::Sparse(features, values) => features.matmul(values, weight, num_nodes),
+            LayerInput::Sparse(features, values) => features.matmul(values, weight),
             LayerInput::Dense(x) => x.matmul(weight),
         }
     }
@@ -259,12 +265,20 @@ pub(crate) mod tests {
         let features = SparseFeatures { rows: vec![0], cols: vec![0], values: vec![1.0] };
         let graph = GraphTensors::new(4, 1, &toy_edges(), &features, &device());
         // Degrees with self-loops: node0 2, node1 4, node2 3, node3 3.
-        assert_eq!(graph.adjacency.num_edges(), 12);
-        let norm = host(graph.adjacency.norm);
-        let expected_first = 1.0 / (2.0f32 * 4.0).sqrt(); // edge 0 -> 1
-        assert!((norm[0] - expected_first).abs() < 1e-6);
-        let self_loop_node1 = 1.0 / 4.0; // 1 / sqrt(4 * 4)
-        assert!((norm[9] - self_loop_node1).abs() < 1e-6);
+        let adjacency = graph.adjacency;
+        assert_eq!(adjacency.num_edges(), 12);
+        let endpoints =
+            |t: Tensor<1, Int>| t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let (src, dst) = (endpoints(adjacency.src), endpoints(adjacency.dst));
+        let edges: Vec<(i64, i64)> = src.into_iter().zip(dst).collect();
+        let mut sorted = edges.clone();
+        sorted.sort_by_key(|&(s, d)| (d, s));
+        assert_eq!(edges, sorted, "edges ordered by destination, then source");
+        let norm = host(adjacency.norm);
+        let norm_of = |edge| norm[edges.iter().position(|&e| e == edge).unwrap()];
+        assert!((norm_of((0, 1)) - 1.0 / (2.0f32 * 4.0).sqrt()).abs() < 1e-6);
+        assert!((norm_of((1, 1)) - 1.0 / 4.0).abs() < 1e-6, "self-loop of node 1");
+        assert!((norm_of((3, 1)) - 1.0 / (3.0f32 * 4.0).sqrt()).abs() < 1e-6);
     }
 
     #[test]
@@ -285,10 +299,10 @@ pub(crate) mod tests {
             cols: vec![0, 2, 1],
             values: vec![1.0, 2.0, 3.0],
         };
-        let input = SparseInput::new(&features, &device);
+        let input = SparseInput::new(&features, 3, 3, &device);
         assert!(matches!(NodeFeatures::new(&features, 3, 3, &device), NodeFeatures::Dense(_)));
         let weight = Tensor::<2>::from_floats([[1.0, -1.0], [0.5, 2.0], [4.0, 0.0]], &device);
-        let out = host(input.matmul(input.values.clone(), weight, 3));
+        let out = host(input.matmul(input.values.clone(), weight));
         assert_eq!(out, vec![9.0, -1.0, 0.0, 0.0, 1.5, 6.0]);
     }
 
