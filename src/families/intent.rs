@@ -29,7 +29,7 @@ use crate::data::sequences::{
     Examples, PAD, SequenceDataConfig, UserHistories, VOCABULARY_FILE, Vocabulary, describe_time,
     user_sequence,
 };
-use crate::models::intent::{IntentConfig, IntentNet};
+use crate::models::intent::{IntentConfig, IntentInference, IntentNet};
 use crate::train::Task;
 use crate::train::step::split_examples;
 
@@ -57,7 +57,7 @@ impl PurchaseIntent {
 
     /// Purchase probabilities of every example, in `INFERENCE_BATCH`-sized forward passes.
     pub fn probabilities(&self, model: &IntentNet, examples: &Examples) -> Result<Vec<f32>> {
-        probabilities(model, examples, &self.device)
+        probabilities(&IntentInference::new(model), examples, &self.device)
     }
 }
 
@@ -67,11 +67,15 @@ fn tokens(examples: &Examples, rows: &[usize], device: &Device) -> Tensor<2, Int
     Tensor::from_data(TensorData::new(ids, [rows.len(), examples.sequence_length]), device)
 }
 
-fn probabilities(model: &IntentNet, examples: &Examples, device: &Device) -> Result<Vec<f32>> {
+fn probabilities(
+    model: &IntentInference,
+    examples: &Examples,
+    device: &Device,
+) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(examples.len());
     let rows: Vec<usize> = (0..examples.len()).collect();
     for chunk in rows.chunks(INFERENCE_BATCH) {
-        let logits = model.forward(tokens(examples, chunk, device), None);
+        let logits = model.logits(tokens(examples, chunk, device));
         out.extend(to_host(sigmoid(logits))?);
     }
     Ok(out)
@@ -264,7 +268,7 @@ const MAX_EVENTS_BYTES: usize = 1 << 20;
 /// The trained net answering `events` requests: one user's recent events each.
 struct OnlineIntent {
     signature: Signature,
-    net: IntentNet,
+    net: IntentInference,
     vocabulary: Vocabulary,
     sequence_length: usize,
     device: Device,
@@ -429,7 +433,7 @@ impl Family for IntentFamily {
         let (input, output) = (job.input, job.output);
         let data = &trained.config.data;
         let vocabulary = Self::vocabulary(trained)?;
-        let model = driver::load_net(trained, device)?;
+        let model = IntentInference::new(&driver::load_net(trained, device)?);
         let path = Path::new(input);
         let mut histories = UserHistories::for_scoring(path, data)?;
         report_skipped(path, histories.read.skipped);
@@ -474,7 +478,7 @@ impl Family for IntentFamily {
         };
         Ok(Box::new(OnlineIntent {
             signature,
-            net: driver::load_net(&trained, device)?,
+            net: IntentInference::new(&driver::load_net(&trained, device)?),
             vocabulary: Self::vocabulary(&trained)?,
             sequence_length: trained.config.data.sequence_length,
             device: device.clone(),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::rng::{HostRng, dropout};
 use crate::ops::linear::dense;
-use crate::ops::{lstm, sequence};
+use crate::ops::{lstm, sequence, token_conv};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -145,12 +145,41 @@ impl IntentNet {
     /// Token ids `[batch, L]` (left-padded with 0) to purchase logits `[batch]`; `rng`
     /// drives dropout and is `None` in inference.
     pub fn forward(&self, tokens: Tensor<2, Int>, rng: Option<&mut HostRng>) -> Tensor<1> {
-        let [batch, _] = tokens.dims();
         let convolved = self.conv.forward(self.embedding.forward(tokens));
+        self.logits_of_convolved(convolved, rng)
+    }
+
+    /// Everything after the convolution: `[batch, time, channels]` to logits `[batch]`.
+    fn logits_of_convolved(&self, convolved: Tensor<3>, rng: Option<&mut HostRng>) -> Tensor<1> {
+        let [batch, _, _] = convolved.dims();
         let last = self.lstm.last_hidden(sequence::relu_max_pool_time(convolved, self.pool));
         let last = dropout(last, self.dropout, rng);
         (last.matmul(self.head.weight.val().transpose()) + self.head.bias.val().unsqueeze_dim(0))
             .reshape([batch])
+    }
+}
+
+/// The net as inference runs it: the embedding folded into the convolution's taps
+/// ([`token_conv`]), once for every batch scored after. The same logits as
+/// [`IntentNet::forward`] without dropout, up to rounding. Build one per set of weights:
+/// it does not follow later changes to the net's.
+#[derive(Clone)]
+pub struct IntentInference {
+    net: IntentNet,
+    taps: Tensor<3>,
+}
+
+impl IntentInference {
+    pub fn new(net: &IntentNet) -> Self {
+        let taps = token_conv::tap_tables(net.embedding.weight.val(), net.conv.weight.val());
+        Self { net: net.clone(), taps }
+    }
+
+    /// Token ids `[batch, L]` (left-padded with 0) to purchase logits `[batch]`.
+    pub fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<1> {
+        let convolved =
+            token_conv::conv_from_taps(tokens, self.taps.clone(), self.net.conv.bias.val());
+        self.net.logits_of_convolved(convolved, None)
     }
 }
 
@@ -268,6 +297,31 @@ mod tests {
             ours.iter().zip(&reference).all(|(a, b)| (a - b).abs() < 1e-5),
             "{ours:?} vs {reference:?}"
         );
+    }
+
+    #[test]
+    fn inference_form_gives_the_logits_of_the_forward_pass() {
+        // A random net (the padding row of its table non-zero, as training leaves it) on
+        // sequences left-padded to different lengths.
+        let device = Device::flex();
+        let config = IntentConfig {
+            hidden: 7,
+            conv_channels: 6,
+            embedding_size: 5,
+            ..IntentConfig::default()
+        };
+        let net = IntentNet::new(&config, 11, &mut HostRng::new(4), &device);
+        let ids: Vec<i64> = (0..4 * 9)
+            .map(|k| if k % 9 < k / 9 * 2 { 0 } else { (k * 7 % 10 + 1) as i64 })
+            .collect();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [4, 9]), &device);
+        let forward = net.forward(tokens.clone(), None).into_data().try_to_vec::<f32>().unwrap();
+        let inference =
+            IntentInference::new(&net).logits(tokens).into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(inference.len(), 4);
+        for (a, b) in inference.iter().zip(&forward) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{inference:?} vs {forward:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
-use super::{flex_tensor, fused_f32, host_floats};
+use super::{fused_f32, host_floats, writable};
 
 /// The constants of one step, for every element of one parameter.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,18 +124,6 @@ impl FusedAdamOps for Flex {
             .for_each(|(((p, m), v), g)| update(step, p, m, v, g));
         (param, moment_1, moment_2)
     }
-}
-
-/// `tensor` itself when its buffer is its own and in order, else a contiguous copy: what
-/// the update may write in place.
-fn writable(mut tensor: FlexTensor) -> FlexTensor {
-    let layout = tensor.layout();
-    let whole = layout.contiguous_offsets() == Some((0, layout.num_elements()));
-    if whole && tensor.try_storage_mut::<f32>().is_some() {
-        return tensor;
-    }
-    let shape = tensor.layout().shape().clone();
-    flex_tensor(host_floats(&tensor).into_owned(), shape)
 }
 
 widest_simd!(

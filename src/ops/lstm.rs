@@ -23,7 +23,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Tensor, TensorData};
 
 use super::activation::{sigmoid_in_place, tanh_in_place};
-use super::{flex_tensor, fused_f32, host_floats};
+use super::{flex_tensor, fused_f32, host_floats, writable};
 
 /// The last hidden state `[batch, H]` of an LSTM run over `projected` `[batch, time, 4H]`
 /// (input projection plus both biases) with recurrent weight `weight_hh` `[4H, H]`.
@@ -90,7 +90,11 @@ pub trait FusedLstm: Backend {
 impl FusedLstm for Flex {
     fn lstm_last_hidden(projected: FlexTensor, weight_hh: FlexTensor) -> FlexTensor {
         let shape = Shape::of(&projected);
-        let last = kernel::forward(&host_floats(&projected), &host_floats(&weight_hh), shape, None);
+        // The projection is consumed: the steps' gates are computed in its place (no copy
+        // when, as in the intent net, nothing else holds it).
+        let mut gates = writable(projected);
+        let weight = host_floats(&weight_hh);
+        let last = kernel::forward(gates.storage_mut::<f32>(), &weight, shape, None);
         flex_tensor(last, [shape.batch, shape.hidden])
     }
 }
@@ -105,18 +109,17 @@ impl<C: CheckpointStrategy> FusedLstm for Autodiff<Flex, C> {
             .prepare::<C>([projected.node(), weight_hh.node()])
             .compute_bound()
             .stateful();
-        let inputs = host_floats(projected.primitive());
+        let mut gates = host_floats(projected.primitive()).into_owned();
         let weight = host_floats(weight_hh.primitive());
         match prepared {
             OpsKind::Tracked(prep) => {
-                let mut trace = kernel::Trace::new(shape);
-                let last = kernel::forward(&inputs, &weight, shape, Some(&mut trace));
+                let (trace, last) = kernel::Trace::record(gates, &weight, shape);
                 let weight = Arc::new(weight.into_owned());
                 let state = SavedForward { trace: Arc::new(trace), weight, shape };
                 prep.finish(state, flex_tensor(last, [shape.batch, shape.hidden]))
             }
             OpsKind::UnTracked(prep) => {
-                let last = kernel::forward(&inputs, &weight, shape, None);
+                let last = kernel::forward(&mut gates, &weight, shape, None);
                 prep.finish(flex_tensor(last, [shape.batch, shape.hidden]))
             }
         }
@@ -181,36 +184,49 @@ mod kernel {
 
     /// What the forward pass saves for the backward: the activated gates `[batch, time,
     /// 4H]`, and per step the cell state, its tanh and the hidden state the step started
-    /// from, each `[batch, time, H]`.
+    /// from.
     #[derive(Debug)]
     pub struct Trace {
         gates: Vec<f32>,
+        states: States,
+    }
+
+    /// The cell state, its tanh and the hidden state each step started from, each `[batch,
+    /// time, H]`.
+    #[derive(Debug)]
+    pub struct States {
         cells: Vec<f32>,
         cells_tanh: Vec<f32>,
         hidden_before: Vec<f32>,
     }
 
     impl Trace {
-        pub fn new(shape: Shape) -> Self {
+        /// Runs [`forward`] on `projected` `[batch, time, 4H]`, keeping what the backward
+        /// pass reads; returns the trace and the last hidden state.
+        pub fn record(projected: Vec<f32>, weight: &[f32], shape: Shape) -> (Self, Vec<f32>) {
             let states = shape.batch * shape.time * shape.hidden;
-            Self {
-                gates: vec![0.0; 4 * states],
-                cells: vec![0.0; states],
-                cells_tanh: vec![0.0; states],
-                hidden_before: vec![0.0; states],
-            }
+            let mut trace = Self {
+                gates: projected,
+                states: States {
+                    cells: vec![0.0; states],
+                    cells_tanh: vec![0.0; states],
+                    hidden_before: vec![0.0; states],
+                },
+            };
+            let last = forward(&mut trace.gates, weight, shape, Some(&mut trace.states));
+            (trace, last)
         }
+    }
 
-        /// The trace of each run of `rows` sequences, in order (the last may be shorter).
-        fn split_rows(&mut self, rows: usize, shape: Shape) -> Vec<TraceRows<'_>> {
+    impl States {
+        /// The states of each run of `rows` sequences, in order (the last may be shorter).
+        fn split_rows(&mut self, rows: usize, shape: Shape) -> Vec<StateRows<'_>> {
             let states = rows * shape.time * shape.hidden;
-            self.gates
-                .chunks_mut(4 * states)
-                .zip(self.cells.chunks_mut(states))
+            self.cells
+                .chunks_mut(states)
                 .zip(self.cells_tanh.chunks_mut(states))
                 .zip(self.hidden_before.chunks_mut(states))
-                .map(|(((gates, cells), cells_tanh), hidden_before)| TraceRows {
-                    gates,
+                .map(|((cells, cells_tanh), hidden_before)| StateRows {
                     cells,
                     cells_tanh,
                     hidden_before,
@@ -219,25 +235,26 @@ mod kernel {
         }
     }
 
-    /// The part of a [`Trace`] that belongs to some consecutive sequences of the batch.
-    struct TraceRows<'a> {
-        gates: &'a mut [f32],
+    /// The part of [`States`] that belongs to some consecutive sequences of the batch.
+    struct StateRows<'a> {
         cells: &'a mut [f32],
         cells_tanh: &'a mut [f32],
         hidden_before: &'a mut [f32],
     }
 
-    /// Runs the LSTM over `projected` `[batch, time, 4H]` with `weight` `[4H, H]` from zero
-    /// state, filling `trace` when given; returns the last hidden state `[batch, H]`.
+    /// Runs the LSTM with `weight` `[4H, H]` from zero state over `gates`, which holds the
+    /// projection `[batch, time, 4H]` on entry and each step's activated gates on return:
+    /// each step's product accumulates into its rows in place. Fills `states` when given;
+    /// returns the last hidden state `[batch, H]`.
     ///
     /// Sequences are independent, so the batch is cut into one run of rows per thread, each
     /// running the whole recurrence: one small product per step on each thread instead of
     /// a product split across threads (and the gate math on one) at every step.
     pub fn forward(
-        projected: &[f32],
+        gates: &mut [f32],
         weight: &[f32],
         shape: Shape,
-        trace: Option<&mut Trace>,
+        states: Option<&mut States>,
     ) -> Vec<f32> {
         use rayon::prelude::*;
 
@@ -249,25 +266,25 @@ mod kernel {
         // W_hhᵀ `[H, 4H]` row-major, once: gemm reads it in place at every step, where the
         // stored `[4H, H]` read transposed was copied into packed form at each step (a
         // quarter of the recurrence's time on the `cnn_lstm` workload).
-        let gates = 4 * hidden;
-        let mut weight_t = vec![0.0f32; hidden * gates];
+        let width = 4 * hidden;
+        let mut weight_t = vec![0.0f32; hidden * width];
         for (n, row) in weight.chunks_exact(hidden).enumerate() {
             for (k, value) in row.iter().enumerate() {
-                weight_t[k * gates + n] = *value;
+                weight_t[k * width + n] = *value;
             }
         }
         let mut last = vec![0.0f32; batch * hidden];
         let runs =
-            last.par_chunks_mut(rows * hidden).zip(projected.par_chunks(rows * time * 4 * hidden));
-        let run = |(last, projected): (&mut [f32], &[f32]), trace| {
+            last.par_chunks_mut(rows * hidden).zip(gates.par_chunks_mut(rows * time * width));
+        let run = |(last, gates): (&mut [f32], &mut [f32]), states| {
             let shape = Shape { batch: last.len() / hidden, ..shape };
-            forward_rows(last, projected, &weight_t, shape, trace);
+            forward_rows(last, gates, &weight_t, shape, states);
         };
-        match trace {
+        match states {
             None => runs.for_each(|run_of| run(run_of, None)),
-            Some(trace) => runs
-                .zip(trace.split_rows(rows, shape))
-                .for_each(|(run_of, trace)| run(run_of, Some(trace))),
+            Some(states) => runs
+                .zip(states.split_rows(rows, shape))
+                .for_each(|(run_of, states)| run(run_of, Some(states))),
         }
         last
     }
@@ -283,44 +300,38 @@ mod kernel {
     // the order of the recurrence reads top to bottom.
     fn forward_rows(
         h: &mut [f32],
-        projected: &[f32],
+        gates: &mut [f32],
         weight_t: &[f32],
         shape: Shape,
-        mut trace: Option<TraceRows<'_>>,
+        mut states: Option<StateRows<'_>>,
     ) {
         let Shape { batch, time, hidden } = shape;
-        let gates = 4 * hidden;
+        let width = 4 * hidden;
         let mut c = vec![0.0f32; batch * hidden];
         let mut c_tanh = vec![0.0f32; batch * hidden];
-        let mut z = vec![0.0f32; batch * gates];
         for t in 0..time {
-            for row in 0..batch {
-                let from = (row * time + t) * gates;
-                z[row * gates..(row + 1) * gates].copy_from_slice(&projected[from..from + gates]);
-            }
-            // z += h · W_hhᵀ
+            // Step t's rows of `gates`, one per sequence, `time * width` apart.
+            let step = |row: usize| (row * time + t) * width..(row * time + t + 1) * width;
+            // z_t += h · W_hhᵀ
             let h_view =
                 View { data: h, rows: batch, cols: hidden, row_stride: hidden, col_stride: 1 };
-            let w_t = View::row_major(weight_t, hidden, gates);
-            matmul_into_serial(&mut z, gates, h_view, w_t, true);
-            for row in z.chunks_exact_mut(gates) {
-                let (ifg, o) = row.split_at_mut(3 * hidden);
+            let w_t = View::row_major(weight_t, hidden, width);
+            matmul_into_serial(&mut gates[t * width..], time * width, h_view, w_t, true);
+            if let Some(states) = states.as_mut() {
+                for row in 0..batch {
+                    let at = (row * time + t) * hidden;
+                    states.hidden_before[at..at + hidden]
+                        .copy_from_slice(&h[row * hidden..(row + 1) * hidden]);
+                }
+            }
+            for row in 0..batch {
+                let z = &mut gates[step(row)];
+                let (ifg, o) = z.split_at_mut(3 * hidden);
                 let (i_f, g) = ifg.split_at_mut(2 * hidden);
                 sigmoid_in_place(i_f);
                 tanh_in_place(g);
                 sigmoid_in_place(o);
-            }
-            if let Some(trace) = trace.as_mut() {
-                for row in 0..batch {
-                    let at = (row * time + t) * hidden;
-                    trace.hidden_before[at..at + hidden]
-                        .copy_from_slice(&h[row * hidden..(row + 1) * hidden]);
-                }
-            }
-            for (row, z) in z.chunks_exact(gates).enumerate() {
-                let (i, rest) = z.split_at(hidden);
-                let (f, rest) = rest.split_at(hidden);
-                let g = &rest[..hidden];
+                let (i, f) = i_f.split_at(hidden);
                 let c = &mut c[row * hidden..(row + 1) * hidden];
                 for j in 0..hidden {
                     c[j] = f[j] * c[j] + i[j] * g[j];
@@ -328,21 +339,19 @@ mod kernel {
             }
             c_tanh.copy_from_slice(&c);
             tanh_in_place(&mut c_tanh);
-            for (row, z) in z.chunks_exact(gates).enumerate() {
-                let o = &z[3 * hidden..];
+            for row in 0..batch {
+                let o = &gates[step(row)][3 * hidden..];
                 let range = row * hidden..(row + 1) * hidden;
                 for ((h, o), tc) in h[range.clone()].iter_mut().zip(o).zip(&c_tanh[range]) {
                     *h = o * tc;
                 }
             }
-            if let Some(trace) = trace.as_mut() {
+            if let Some(states) = states.as_mut() {
                 for row in 0..batch {
                     let at = (row * time + t) * hidden;
                     let from = row * hidden..(row + 1) * hidden;
-                    trace.gates[at * 4..(at + hidden) * 4]
-                        .copy_from_slice(&z[row * gates..(row + 1) * gates]);
-                    trace.cells[at..at + hidden].copy_from_slice(&c[from.clone()]);
-                    trace.cells_tanh[at..at + hidden].copy_from_slice(&c_tanh[from]);
+                    states.cells[at..at + hidden].copy_from_slice(&c[from.clone()]);
+                    states.cells_tanh[at..at + hidden].copy_from_slice(&c_tanh[from]);
                 }
             }
         }
@@ -380,7 +389,7 @@ mod kernel {
         let dz_all_t =
             View { data: &d_projected, rows: gates, cols: steps, row_stride: 1, col_stride: gates };
         let h_before = View {
-            data: &trace.hidden_before,
+            data: &trace.states.hidden_before,
             rows: steps,
             cols: hidden,
             row_stride: hidden,
@@ -417,8 +426,9 @@ mod kernel {
                     &gate[2 * hidden..3 * hidden],
                     &gate[3 * hidden..],
                 );
-                let c_tanh = &trace.cells_tanh[at..at + hidden];
-                let c_before = if t == 0 { &no_cell[..] } else { &trace.cells[at - hidden..at] };
+                let c_tanh = &trace.states.cells_tanh[at..at + hidden];
+                let c_before =
+                    if t == 0 { &no_cell[..] } else { &trace.states.cells[at - hidden..at] };
                 let dz = &mut d_projected[(row * time + t) * gates..][..gates];
                 let (dz_i, rest) = dz.split_at_mut(hidden);
                 let (dz_f, rest) = rest.split_at_mut(hidden);
@@ -511,11 +521,10 @@ mod tests {
         let weight = values(random([gates, shape.hidden], &device));
         let probe = values(random([shape.batch, shape.hidden], &device));
         let loss = |projected: &[f32], weight: &[f32]| -> f64 {
-            let last = kernel::forward(projected, weight, shape, None);
+            let last = kernel::forward(&mut projected.to_vec(), weight, shape, None);
             last.iter().zip(&probe).map(|(h, r)| f64::from(h * r)).sum()
         };
-        let mut trace = kernel::Trace::new(shape);
-        kernel::forward(&projected, &weight, shape, Some(&mut trace));
+        let (trace, _) = kernel::Trace::record(projected.clone(), &weight, shape);
         let (d_projected, d_weight) = kernel::backward(&trace, &weight, &probe, shape);
         let step = 1e-2f32;
         let numeric = |values: &[f32], k: usize, in_weight: bool| {

@@ -3,6 +3,7 @@
 //! - [`lstm`]: a one-layer LSTM over a whole sequence;
 //! - [`sequence`]: the sliding windows and the ReLU + max-pooling of a convolution over time;
 //! - [`spmm`]: the sparse-dense product of graph message passing;
+//! - [`token_conv`]: an embedding and a 1-d convolution folded into tap tables, for inference;
 //! - [`conv`]: a stride-1 2-d convolution as one matrix product per image;
 //! - [`batch_norm`]: batch normalisation and ReLU as one pass;
 //! - [`pool`]: 2x2 max-pooling with a one-byte record of each window's winner;
@@ -72,6 +73,7 @@ pub mod matmul;
 pub mod pool;
 pub mod sequence;
 pub mod spmm;
+pub mod token_conv;
 
 use std::borrow::Cow;
 
@@ -99,6 +101,18 @@ fn host_floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
         Some(values) => Cow::Borrowed(values),
         None => Cow::Owned(tensor.to_contiguous().storage::<f32>().to_vec()),
     }
+}
+
+/// `tensor` itself when its buffer is its own and in order, else a contiguous copy: what
+/// the update may write in place.
+fn writable(mut tensor: FlexTensor) -> FlexTensor {
+    let layout = tensor.layout();
+    let whole = layout.contiguous_offsets() == Some((0, layout.num_elements()));
+    if whole && tensor.try_storage_mut::<f32>().is_some() {
+        return tensor;
+    }
+    let shape = tensor.layout().shape().clone();
+    flex_tensor(host_floats(&tensor).into_owned(), shape)
 }
 
 /// A burn-flex float tensor of `shape` holding `values`, row-major.
