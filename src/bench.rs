@@ -383,7 +383,7 @@ fn bert_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {
     };
     let timing = time_bert(&ModelFiles::resolve(weights)?, device, &workload)?;
     Ok(format!(
-        "shopnet bert inference {on}: {} sentences x {} tokens, batch {}: {:.3} s\nshopnet bert finetune {on}: {} steps, batch {} x {} tokens: {:.3} s",
+        "shopnet bert inference {on}: {} sentences x {} tokens, batch {}: {:.3} s\nshopnet bert finetune {on}: {} steps, batch {} x {} tokens: {:.3} s; peak memory {}",
         workload.sentences,
         workload.length,
         workload.batch,
@@ -391,7 +391,8 @@ fn bert_report(args: &BenchArgs, device: &Device, on: &str) -> Result<String> {
         workload.steps,
         workload.train_batch,
         workload.length,
-        timing.finetune_s
+        timing.finetune_s,
+        peak_memory_text()
     ))
 }
 
