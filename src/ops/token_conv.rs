@@ -6,10 +6,9 @@
 //! products can be taken once per vocabulary entry, `T_s = E W_sᵀ` (the tap tables, laid
 //! out `[V, k, C]`), and the convolution becomes `k` additions per step: each step's token
 //! reads its own `k` rows, one contiguous block, and adds each to the output step it
-//! reaches. For the
-//! `cnn_lstm` workload (10,000 tokens, 50 x 64 taps, three of them) the tables cost a fifth
-//! of one inference batch of 256 sequences, and the batches then need no window copy and
-//! no matrix product before the LSTM. Training keeps the unfolded layers: a batch there
+//! reaches. For the `cnn_lstm` workload (10,000 tokens, 50 x 64 taps, three of them) the
+//! tables cost a fifth of one inference batch of 256 sequences, and the batches then need
+//! no window copy and no matrix product before the LSTM. Training keeps the unfolded layers: a batch there
 //! is smaller than the vocabulary, and the tables would be rebuilt at every step.
 //!
 //! Token 0 is padding: its row of `E` reads as zero (PyTorch's `padding_idx`), so it has
