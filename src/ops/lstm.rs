@@ -474,8 +474,8 @@ mod tests {
     #[test]
     fn forward_matches_the_composed_lstm() {
         let device = Device::flex();
-        // 131 sequences: more than one thread's run of rows (at least 64 each, on two or more
-        // threads), the last short.
+        // 131 sequences: more than one thread's run of rows (at least MIN_ROWS_PER_THREAD
+        // each, on two or more threads), the last short.
         let projected = random([131, 7, 4 * 5], &device).mul_scalar(2.0);
         let weight = random([4 * 5, 5], &device);
         let fused = fused_last_hidden(projected.clone(), weight.clone());

@@ -104,7 +104,7 @@ fn host_floats(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 }
 
 /// `tensor` itself when its buffer is its own and in order, else a contiguous copy: what
-/// the update may write in place.
+/// a kernel may write in place.
 fn writable(mut tensor: FlexTensor) -> FlexTensor {
     let layout = tensor.layout();
     let whole = layout.contiguous_offsets() == Some((0, layout.num_elements()));
@@ -113,6 +113,21 @@ fn writable(mut tensor: FlexTensor) -> FlexTensor {
     }
     let shape = tensor.layout().shape().clone();
     flex_tensor(host_floats(&tensor).into_owned(), shape)
+}
+
+/// An index tensor's values on the host as `u32`, or the first one outside `0..bound`
+/// (which must itself fit a `u32`): the coordinates and token ids the kernels read.
+fn host_indices(data: TensorData, bound: usize) -> Result<Vec<u32>, i64> {
+    assert!(u32::try_from(bound).is_ok(), "index bound {bound} over 2^32");
+    let values = data.convert::<i64>();
+    let values = values.as_slice::<i64>().expect("i64 after conversion");
+    values
+        .iter()
+        .map(|&i| match usize::try_from(i) {
+            Ok(at) if at < bound => Ok(at as u32),
+            _ => Err(i),
+        })
+        .collect()
 }
 
 /// A burn-flex float tensor of `shape` holding `values`, row-major.

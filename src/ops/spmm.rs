@@ -23,7 +23,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Int, Tensor};
 use rayon::prelude::*;
 
-use super::{flex_tensor, fused_f32, host_floats};
+use super::{flex_tensor, fused_f32, host_floats, host_indices};
 
 /// Where a sparse `[num_rows, num_cols]` matrix's non-zeros are, built once per graph and
 /// shared by every product over it: the coordinates as index tensors on the device (the
@@ -280,18 +280,10 @@ impl Pattern {
     }
 }
 
-/// An index tensor's values, each checked against `bound` (and so to fit in a `u32`).
+/// An index tensor's values, each checked against `bound`.
 fn indices(tensor: &Tensor<1, Int>, bound: usize, what: &str) -> Vec<u32> {
-    assert!(u32::try_from(bound).is_ok(), "sparse matrix: over 2^32 {what}s");
-    let values = tensor.clone().into_data().convert::<i64>();
-    let values = values.as_slice::<i64>().expect("i64 after conversion");
-    values
-        .iter()
-        .map(|&i| {
-            assert!(i >= 0 && (i as usize) < bound, "sparse matrix {what} index {i} out of range");
-            i as u32
-        })
-        .collect()
+    host_indices(tensor.clone().into_data(), bound)
+        .unwrap_or_else(|i| panic!("sparse matrix {what} index {i} out of range"))
 }
 
 /// The products on plain row-major buffers, rows in parallel on rayon's pool. Head `h` of

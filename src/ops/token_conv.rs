@@ -21,7 +21,7 @@ use burn::tensor::module::embedding;
 use burn::tensor::{DType, Int, Tensor};
 use rayon::prelude::*;
 
-use super::{flex_tensor, fused_on, host_floats};
+use super::{flex_tensor, fused_on, host_floats, host_indices};
 
 /// The tap tables `[V, k, C]` of `embedding` `[V, E]` (row 0 padding) and a PyTorch
 /// `Conv1d` weight `[C, E, k]`.
@@ -94,7 +94,8 @@ impl FusedTokenConv for Flex {
         let (vocabulary, kernel, channels) = (dims[0], dims[1], dims[2]);
         let token_dims = tokens.layout().shape();
         let (batch, time) = (token_dims[0], token_dims[1]);
-        let tokens = token_ids(&tokens, vocabulary);
+        let tokens = host_indices(tokens.into_data(), vocabulary)
+            .unwrap_or_else(|id| panic!("token id {id} outside a vocabulary of {vocabulary}"));
         let taps = host_floats(&taps);
         let bias = host_floats(&bias);
         let shape = kernel::Shape { time, kernel, channels };
@@ -106,22 +107,6 @@ impl FusedTokenConv for Flex {
         }
         flex_tensor(out, [batch, time, channels])
     }
-}
-
-/// The token ids of an index tensor, each checked to be in the vocabulary.
-fn token_ids(tokens: &FlexTensor, vocabulary: usize) -> Vec<usize> {
-    let tokens = tokens.to_contiguous();
-    let ids: Vec<i64> = match tokens.dtype() {
-        DType::I64 => tokens.storage::<i64>().to_vec(),
-        DType::I32 => tokens.storage::<i32>().iter().map(|&id| i64::from(id)).collect(),
-        other => panic!("token ids must be i64 or i32, got {other:?}"),
-    };
-    ids.into_iter()
-        .map(|id| match usize::try_from(id) {
-            Ok(id) if id < vocabulary => id,
-            _ => panic!("token id {id} outside a vocabulary of {vocabulary}"),
-        })
-        .collect()
 }
 
 mod kernel {
@@ -136,7 +121,7 @@ mod kernel {
     widest_simd! {
         /// One sequence: `out` `[time, channels]` from its `tokens` `[time]`. Step `p`'s
         /// token adds its tap `s` to output step `p + k / 2 - s`, where that is inside.
-        pub fn sequence(out: &mut [f32], tokens: &[usize], taps: &[f32], bias: &[f32], shape: Shape) {
+        pub fn sequence(out: &mut [f32], tokens: &[u32], taps: &[f32], bias: &[f32], shape: Shape) {
             let Shape { time, kernel, channels } = shape;
             let pad = kernel / 2;
             for out in out.chunks_exact_mut(channels) {
@@ -146,7 +131,7 @@ mod kernel {
                 if token == 0 {
                     continue;
                 }
-                let block = &taps[token * kernel * channels..][..kernel * channels];
+                let block = &taps[token as usize * kernel * channels..][..kernel * channels];
                 let reached = (p + pad + 1).saturating_sub(time)..kernel.min(p + pad + 1);
                 for s in reached {
                     let out = &mut out[(p + pad - s) * channels..][..channels];
