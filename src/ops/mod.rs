@@ -187,6 +187,22 @@ mod test_support {
             );
         }
     }
+
+    /// `||ours - reference||₂ <= tolerance * ||reference||₂`: the norm-wise relative error by
+    /// which oneDNN's benchdnn judges its Winograd convolutions (at 2e-5), since a few outputs
+    /// that cancel to near zero carry a large error of their own size and say nothing of the
+    /// algorithm.
+    pub fn assert_relative_l2(ours: &[f32], reference: &[f32], tolerance: f64, what: &str) {
+        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
+        let squared = |values: &mut dyn Iterator<Item = f64>| values.map(|v| v * v).sum::<f64>();
+        let error = squared(&mut ours.iter().zip(reference).map(|(a, b)| f64::from(a - b))).sqrt();
+        let norm = squared(&mut reference.iter().map(|v| f64::from(*v))).sqrt();
+        assert!(
+            error <= tolerance * norm,
+            "{what}: relative L2 error {:.2e} over {tolerance:.0e}",
+            error / norm
+        );
+    }
 }
 
 #[cfg(test)]
