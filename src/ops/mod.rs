@@ -194,9 +194,11 @@ mod test_support {
     /// algorithm.
     pub fn assert_relative_l2(ours: &[f32], reference: &[f32], tolerance: f64, what: &str) {
         assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        let squared = |values: &mut dyn Iterator<Item = f64>| values.map(|v| v * v).sum::<f64>();
-        let error = squared(&mut ours.iter().zip(reference).map(|(a, b)| f64::from(a - b))).sqrt();
-        let norm = squared(&mut reference.iter().map(|v| f64::from(*v))).sqrt();
+        fn l2(values: impl Iterator<Item = f32>) -> f64 {
+            values.map(|v| f64::from(v).powi(2)).sum::<f64>().sqrt()
+        }
+        let error = l2(ours.iter().zip(reference).map(|(a, b)| a - b));
+        let norm = l2(reference.iter().copied());
         assert!(
             error <= tolerance * norm,
             "{what}: relative L2 error {:.2e} over {tolerance:.0e}",
